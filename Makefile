@@ -1,0 +1,52 @@
+# RefSD: set-up, tests and demo. Every target does its own set-up on a fresh machine.
+#   make demo   - run the main job (see README)
+#   make test   - lint + the whole test suite against a real ComfyUI server
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(CURDIR)/.cache
+# Point this at your own ComfyUI checkout to test against it instead of the cached 0.3.75 runtime.
+COMFYUI_PATH ?= $(CACHE)/comfyui
+export COMFYUI_PATH
+export REFSD_CACHE_DIR ?= $(CACHE)
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+FRONTEND_SPEC ?= comfyui-frontend-package==1.32.9
+
+.PHONY: setup test lint demo bench clean
+
+setup: $(VENV)/.deps-stamp
+
+$(VENV)/.torch-stamp:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install $(TORCH_SPEC)
+	touch $@
+
+$(COMFYUI_PATH)/main.py: | $(VENV)/.torch-stamp
+	$(PY) scripts/setup_comfyui.py $(COMFYUI_PATH)
+
+# ComfyUI's own requirements minus torch/torchvision (already installed) and torchaudio
+# (PyPI's torchaudio pins an older torch; ComfyUI's audio nodes then report IMPORT FAILED,
+# harmlessly). ComfyUI imports `requests` without listing it.
+$(VENV)/.deps-stamp: $(VENV)/.torch-stamp $(COMFYUI_PATH)/main.py pyproject.toml requirements.txt
+	mkdir -p $(CACHE)
+	grep -vE '^(torch|torchvision|torchaudio)[[:space:]]*$$' $(COMFYUI_PATH)/requirements.txt > $(CACHE)/comfyui-requirements.txt
+	$(PY) -m pip install -q -r $(CACHE)/comfyui-requirements.txt requests $(FRONTEND_SPEC) -e '.[test]'
+	touch $@
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) scripts/demo.py --output output
+
+bench: setup
+	$(PY) bench/fit.py --quick
+
+clean:
+	rm -rf $(VENV) $(CACHE) output .pytest_cache .ruff_cache

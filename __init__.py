@@ -1,0 +1,20 @@
+"""RefSD ComfyUI node pack (V3 API entry point).
+
+Importing this module is cheap: node modules only declare schemas; models, body
+meshes and caches are built the first time a node runs.
+"""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .nodes import NODE_CLASSES
+
+WEB_DIRECTORY = None
+
+
+class RefSDExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODE_CLASSES)
+
+
+async def comfy_entrypoint() -> ComfyExtension:
+    return RefSDExtension()

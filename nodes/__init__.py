@@ -1,0 +1,11 @@
+"""Thin ComfyUI wrappers around the ``refsd`` library, one module per stage.
+
+Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or removed
+once shipped, so saved workflows keep working.
+"""
+
+from .keypoints import LoadPoseKeypoints
+
+NODE_CLASSES = [
+    LoadPoseKeypoints,
+]
