@@ -5,7 +5,9 @@ once shipped, so saved workflows keep working.
 """
 
 from .keypoints import LoadPoseKeypoints
+from .pose import DrawPoseKeypoints
 
 NODE_CLASSES = [
     LoadPoseKeypoints,
+    DrawPoseKeypoints,
 ]

@@ -103,7 +103,15 @@ class ComfyClient:
         return self.get_json("/object_info" + (f"/{urllib.parse.quote(node_class)}" if node_class else ""))
 
     # -- prompts -------------------------------------------------------------------------------
-    def queue_prompt(self, prompt: dict, extra_data: dict | None = None) -> str:
+    def queue_prompt(self, prompt: dict, extra_data: dict | None = None, strict: bool = True) -> str:
+        """Queue an API-format prompt and return its id.
+
+        ComfyUI answers 400 only when *no* output node validates; when some outputs fail
+        validation it still queues the rest and lists the failures in ``node_errors`` with a
+        200. With ``strict`` (default) that partial acceptance also raises
+        :class:`PromptRejected` (and the queued remainder is removed from the queue), so a
+        headless run never silently loses an output.
+        """
         payload = {"prompt": prompt, "client_id": self.client_id}
         if extra_data:
             payload["extra_data"] = extra_data
@@ -115,6 +123,13 @@ class ComfyClient:
         except json.JSONDecodeError:
             body = {"error": {"message": data[:500].decode(errors="replace")}}
         if status != 200:
+            raise PromptRejected(status, body)
+        if strict and body.get("node_errors"):
+            self._request(
+                "POST", "/queue", json.dumps({"delete": [body["prompt_id"]]}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            body.setdefault("error", {"message": "some output nodes failed validation; ComfyUI queued only the rest"})
             raise PromptRejected(status, body)
         return body["prompt_id"]
 

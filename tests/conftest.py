@@ -1,0 +1,69 @@
+"""Test harness: a real ComfyUI server with this pack, and random-weight test models.
+
+* ``comfy_server`` (session): ComfyUI's ``main.py --cpu`` on 127.0.0.1 and a free port,
+  with its own base directory, this pack linked into ``custom_nodes/``, and the random
+  test models linked into ``models/``. Stopped at teardown, also when tests fail.
+* ``comfy``: a :class:`refsd.comfy_client.ComfyClient` for that server.
+* ``random_models``: an SD1.5-shaped random checkpoint and a matching ControlNet, built
+  once into ``$REFSD_CACHE_DIR/test-models`` (git-ignored) and reused between runs.
+
+``COMFYUI_PATH`` selects the ComfyUI tree (default: the pinned runtime in .cache/comfyui).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from refsd.comfy_client import ComfyClient
+from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
+
+CACHE_DIR = Path(os.environ.get("REFSD_CACHE_DIR") or PACK_ROOT / ".cache")
+
+
+@pytest.fixture(scope="session")
+def comfyui_path() -> Path:
+    return find_comfyui()
+
+
+@pytest.fixture(scope="session")
+def random_models(comfyui_path) -> dict[str, Path]:
+    out = CACHE_DIR / "test-models"
+    env = dict(os.environ, COMFYUI_PATH=str(comfyui_path))
+    subprocess.run(
+        [sys.executable, str(PACK_ROOT / "scripts" / "make_random_models.py"), str(out)], check=True, env=env
+    )
+    info = json.loads((out / "models.json").read_text())
+    return {"checkpoint": out / info["checkpoint"], "controlnet": out / info["controlnet"]}
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory, comfyui_path, random_models):
+    base = tmp_path_factory.mktemp("comfyui-base")
+    for kind, folder in (("checkpoint", "checkpoints"), ("controlnet", "controlnet")):
+        d = base / "models" / folder
+        d.mkdir(parents=True, exist_ok=True)
+        (d / random_models[kind].name).symlink_to(random_models[kind])
+    server = ComfyServer(base, comfyui_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        # Keep the server log next to the test run for post-mortems.
+        log_copy = CACHE_DIR / "last-comfyui-test-server.log"
+        try:
+            log_copy.parent.mkdir(parents=True, exist_ok=True)
+            log_copy.write_text(server.log_text())
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def comfy(comfy_server) -> ComfyClient:
+    return comfy_server.client()
