@@ -4,10 +4,15 @@ Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or remove
 once shipped, so saved workflows keep working.
 """
 
+from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
 from .keypoints import LoadPoseKeypoints
 from .pose import DrawPoseKeypoints
 
 NODE_CLASSES = [
     LoadPoseKeypoints,
     DrawPoseKeypoints,
+    LoadBodyModel,
+    FitBody,
+    SaveBodyFit,
+    LoadBodyFit,
 ]

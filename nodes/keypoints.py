@@ -9,17 +9,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..refsd.keypoints import KeypointError, count_people, load_pose_keypoint_file
-from ._common import CATEGORY, POSE_KEYPOINT
-
-
-def _json_files() -> list[str]:
-    root = folder_paths.get_input_directory()
-    out = []
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            if f.lower().endswith(".json"):
-                out.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
-    return sorted(out)
+from ._common import CATEGORY, POSE_KEYPOINT, input_json_files
 
 
 def _resolve(file: str) -> str:
@@ -47,7 +37,7 @@ class LoadPoseKeypoints(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "file",
-                    options=_json_files(),
+                    options=input_json_files(),
                     tooltip="POSE_KEYPOINT JSON file in ComfyUI's input folder (sub-folders allowed). Upload one with "
                     "the API's /upload/image route or copy it into the input folder, then refresh.",
                 ),

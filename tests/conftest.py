@@ -23,6 +23,9 @@ import pytest
 from refsd.comfy_client import ComfyClient
 from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
 
+# session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model
+pytest_plugins = ["_body_fixtures"]
+
 CACHE_DIR = Path(os.environ.get("REFSD_CACHE_DIR") or PACK_ROOT / ".cache")
 
 
@@ -43,8 +46,10 @@ def random_models(comfyui_path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory, comfyui_path, random_models):
+def comfy_server(tmp_path_factory, comfyui_path, random_models, anny_cache_dir):
     base = tmp_path_factory.mktemp("comfyui-base")
+    (base / "models").mkdir(parents=True, exist_ok=True)
+    (base / "models" / "anny").symlink_to(anny_cache_dir, target_is_directory=True)  # reuse the built cache
     for kind, folder in (("checkpoint", "checkpoints"), ("controlnet", "controlnet")):
         d = base / "models" / folder
         d.mkdir(parents=True, exist_ok=True)

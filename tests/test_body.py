@@ -46,11 +46,7 @@ from refsd.body.synthetic_smplx import SMPLX_PARENTS, write_synthetic_smplx
 from refsd.errors import RefSDError
 from refsd.keypoints import BODY25_NAMES, BODY25_TO_COCO18, COCO18_NAMES
 
-# pytest fixtures (tests/_body_fixtures.py)
-anny_cache_dir = _body_fixtures.anny_cache_dir
-anny_model = _body_fixtures.anny_model
-smplx_dir = _body_fixtures.smplx_dir
-smplx_model = _body_fixtures.smplx_model
+# session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model come from conftest.py
 body = _body_fixtures.body
 random_params = _body_fixtures.random_params
 ANNY_BUILD = _body_fixtures.ANNY_BUILD

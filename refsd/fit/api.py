@@ -1,0 +1,52 @@
+"""Fit every image of a batch from ComfyUI-style inputs (POSE_KEYPOINT + image sizes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..keypoints import parse_pose_keypoint
+from ..render.camera import Camera
+from .fitter import BodyFitter
+from .result import BodyFit
+
+__all__ = ["fit_pose_keypoint"]
+
+
+def fit_pose_keypoint(
+    fitter: BodyFitter,
+    pose_keypoint,
+    image_sizes: Sequence[tuple[int, int]],
+    masks: Sequence | None = None,
+    *,
+    coords: str = "auto",
+    hand_order: str = "left_first",
+    min_confidence: float = 0.3,
+    fov_deg: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[BodyFit]:
+    """One :class:`BodyFit` per image: image ``i`` uses keypoint frame ``i`` (a single frame is
+    used for every image). People with fewer than ``fitter.options.min_joints`` confident body
+    joints are skipped and listed in ``BodyFit.skipped`` / ``warnings``; the rest are fitted.
+
+    ``progress(done, total)`` is called once per fitted person.
+    """
+    frames = parse_pose_keypoint(
+        pose_keypoint,
+        image_sizes=list(image_sizes),
+        coords=coords,
+        hand_order=hand_order,
+        min_confidence=min_confidence,
+        min_joints=fitter.options.min_joints,
+    )
+    total = sum(len(f.people) for f in frames)
+    done = 0
+    fits = []
+    for i, frame in enumerate(frames):
+        W, H = frame.image_size
+        cam = Camera.from_fov(W, H, fov_deg) if fov_deg else None
+        mask = masks[i] if masks is not None and len(masks) > i else (masks[0] if masks is not None else None)
+        fits.append(fitter.fit_frame(frame, camera=cam, mask=mask))
+        done += len(frame.people)
+        if progress is not None:
+            progress(done, total)
+    return fits
