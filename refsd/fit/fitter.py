@@ -47,8 +47,9 @@ class FitOptions:
     yaws: int = 8
     families: tuple[str, ...] = ("mean", "sit", "crouch", "bend", "arms_up")
     iterations_search: int = 10  # LM iterations over all start hypotheses (pose only)
+    survivors: int = 12  # hypotheses per person kept after the first half of the search
     keep_hypotheses: int = 3  # per person, refined further with shape
-    iterations: int = 20
+    iterations: int = 15
     min_confidence: float = 0.3
     min_joints: int = 4
     sigma: float = 0.02  # reprojection noise as a fraction of the person's 2D size
@@ -376,17 +377,23 @@ class BodyFitter:
         owner_t = torch.tensor(owner)
         SIZE = torch.tensor(SIZE, dtype=torch.float64)
         total = opt.iterations_search + opt.iterations
-        # stage 1: every hypothesis, pose only
-        R, A, T, Bt, cost = self._lm(R, A, T, Bt, OBS, SW, opt.iterations_search, False, progress, 0, total)
+        def best_per_person(cost, n):
+            keep = []
+            for pi in range(len(people)):
+                idx = torch.nonzero(owner_t == pi).squeeze(1)
+                keep.append(idx[torch.argsort(cost[idx])[:n]])
+            return torch.cat(keep)
+
+        # stage 1: every hypothesis, pose only; successive halving of the hypotheses
+        done = 0
+        for iters, n_keep in ((opt.iterations_search // 2, opt.survivors), (opt.iterations_search - opt.iterations_search // 2, opt.keep_hypotheses)):
+            R, A, T, Bt, cost = self._lm(R, A, T, Bt, OBS, SW, iters, False, progress, done, total)
+            done += iters
+            keep = best_per_person(cost, n_keep)
+            R, A, T, Bt, OBS, SW = R[keep], A[keep], T[keep], Bt[keep], OBS[keep], SW[keep]
+            self._mu = self._mu[keep]
+            owner_t, SIZE = owner_t[keep], SIZE[keep]
         # stage 2: the best few hypotheses per person, pose and shape
-        keep = []
-        for pi in range(len(people)):
-            idx = torch.nonzero(owner_t == pi).squeeze(1)
-            keep.append(idx[torch.argsort(cost[idx])[: opt.keep_hypotheses]])
-        keep = torch.cat(keep)
-        R, A, T, Bt, OBS, SW = R[keep], A[keep], T[keep], Bt[keep], OBS[keep], SW[keep]
-        self._mu = self._mu[keep]
-        owner_t, SIZE = owner_t[keep], SIZE[keep]
         R, A, T, Bt, cost = self._lm(
             R, A, T, Bt, OBS, SW, opt.iterations, opt.fit_shape, progress, opt.iterations_search, total
         )
