@@ -4,6 +4,7 @@ Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or remove
 once shipped, so saved workflows keep working.
 """
 
+from .avatar import AttributePrompt, Attributes, RenderAvatar, SampleAttributes
 from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
 from .keypoints import LoadPoseKeypoints
 from .pose import DrawPoseKeypoints
@@ -15,4 +16,8 @@ NODE_CLASSES = [
     FitBody,
     SaveBodyFit,
     LoadBodyFit,
+    Attributes,
+    SampleAttributes,
+    RenderAvatar,
+    AttributePrompt,
 ]

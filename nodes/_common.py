@@ -10,6 +10,7 @@ from comfy_api.latest import io
 POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
 BODY_MODEL = io.Custom("REFSD_BODY_MODEL")
 BODY_FIT = io.Custom("REFSD_BODY_FIT")
+ATTRIBUTES = io.Custom("REFSD_ATTRIBUTES")
 
 CATEGORY = "RefSD"
 

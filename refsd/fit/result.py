@@ -51,8 +51,15 @@ class PersonFit:
     num_keypoints: int = 0
     hand_pose: list | None = None
     expression: list[float] | None = None
+    #: Uniform scale of the posed body about the camera centre (1 for fits). Avatars whose shape
+    #: differs from the fitted one use it to keep the fitted 2D footprint: scaling about the
+    #: camera centre leaves every projection unchanged.
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
+        self.scale = float(self.scale)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise FitError(f"scale must be a positive number, got {self.scale}")
         self.global_orient = _floats(self.global_orient)
         self.body_pose = _floats(self.body_pose)
         self.shape = _floats(self.shape)

@@ -6,6 +6,7 @@
 """
 
 from .camera import MAX_IMAGE_SIDE, Camera, RenderError
+from .passes import Lighting, RenderPasses, render_passes, render_passes_from_output
 from .raster import (
     DEFAULT_MAX_PAIRS,
     Fragments,
@@ -27,4 +28,8 @@ __all__ = [
     "interpolate_nearest",
     "vertex_normals",
     "pytorch3d_available",
+    "RenderPasses",
+    "Lighting",
+    "render_passes",
+    "render_passes_from_output",
 ]

@@ -28,8 +28,9 @@ def fit_vertices(model, fit) -> torch.Tensor:
     params["body_pose"] = torch.tensor([p.body_pose for p in fit.people], **kw)
     params["shape"] = torch.tensor([p.shape for p in fit.people], **kw)
     params["transl"] = torch.tensor([p.transl for p in fit.people], **kw)
+    scale = torch.tensor([p.scale for p in fit.people], **kw)[:, None, None]
     with torch.no_grad():
-        return model(**params).vertices
+        return model(**params).vertices * scale
 
 
 def fit_camera(fit) -> Camera:
