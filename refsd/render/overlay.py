@@ -6,10 +6,10 @@ import colorsys
 
 import torch
 
-from .camera import Camera
 from .raster import interpolate, rasterize, vertex_normals
+from .scene import fit_camera, fit_output
 
-__all__ = ["fit_vertices", "render_fit_overlay", "person_colors"]
+__all__ = ["fit_vertices", "fit_camera", "render_fit_overlay", "person_colors"]
 
 
 def person_colors(n: int) -> torch.Tensor:
@@ -19,23 +19,9 @@ def person_colors(n: int) -> torch.Tensor:
 
 def fit_vertices(model, fit) -> torch.Tensor:
     """Camera-space vertices ``(P, V, 3)`` of every person in a :class:`~refsd.fit.BodyFit`."""
-    P = len(fit.people)
-    if P == 0:
+    if not fit.people:
         return torch.zeros(0, model.num_vertices, 3, device=model.device, dtype=model.dtype)
-    kw = {"device": model.device, "dtype": model.dtype}
-    params = model.zero_params(P)
-    params["global_orient"] = torch.tensor([p.global_orient for p in fit.people], **kw)
-    params["body_pose"] = torch.tensor([p.body_pose for p in fit.people], **kw)
-    params["shape"] = torch.tensor([p.shape for p in fit.people], **kw)
-    params["transl"] = torch.tensor([p.transl for p in fit.people], **kw)
-    scale = torch.tensor([p.scale for p in fit.people], **kw)[:, None, None]
-    with torch.no_grad():
-        return model(**params).vertices * scale
-
-
-def fit_camera(fit) -> Camera:
-    c = fit.camera
-    return Camera(fx=c["fx"], fy=c["fy"], cx=c["cx"], cy=c["cy"], width=fit.image_width, height=fit.image_height)
+    return fit_output(model, fit).vertices
 
 
 def render_fit_overlay(image: torch.Tensor, model, fit, opacity: float = 0.65) -> torch.Tensor:
