@@ -1,8 +1,15 @@
-"""RefSD demo: run the pack's example graph headless in a real ComfyUI server.
+"""RefSD demo: run the pack's example graphs headless in a real ComfyUI server.
 
 It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``), links this
-pack into it, uploads the sample keypoints shipped in ``samples/``, runs
-``workflows/api/refsd_pose_controlnet.json`` and writes the images to ``--output``.
+pack into it, uploads the sample photo and its hand-annotated keypoints from ``samples/``,
+and runs
+
+* ``workflows/api/refsd_avatar_maps.json``: fit a body to the person, sample a synthetic
+  person's attributes, render the avatar and every ControlNet map (CPU, no model files);
+* ``workflows/api/refsd_pose_controlnet.json``: the keypoints through an OpenPose ControlNet
+  and KSampler,
+
+writing every image and the body fit JSON to ``--output``.
 
 Models: set ``REFSD_CHECKPOINT`` (an SD1.5 checkpoint) and ``REFSD_CONTROLNET_OPENPOSE``
 (e.g. control_v11p_sd15_openpose.pth) to use real ones. Without them the demo builds
@@ -31,6 +38,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", type=Path, default=ROOT / "output", help="folder for the results")
     ap.add_argument("--keypoints", type=Path, default=ROOT / "samples" / "camera.json")
+    ap.add_argument("--photo", type=Path, default=ROOT / "samples" / "camera.png")
     args = ap.parse_args()
     t0 = time.time()
     cache = Path(os.environ.get("REFSD_CACHE_DIR") or ROOT / ".cache")
@@ -52,6 +60,9 @@ def main() -> int:
     base = cache / "demo-comfyui"
     if base.exists():
         shutil.rmtree(base)
+    (cache / "anny").mkdir(parents=True, exist_ok=True)
+    (base / "models").mkdir(parents=True, exist_ok=True)
+    (base / "models" / "anny").symlink_to(cache / "anny", target_is_directory=True)  # Anny cache, built once
     for src, folder in ((Path(ckpt), "checkpoints"), (Path(cnet), "controlnet")):
         d = base / "models" / folder
         d.mkdir(parents=True, exist_ok=True)
@@ -66,21 +77,32 @@ def main() -> int:
         prompt["8"]["inputs"].update(width=64, height=64)
         prompt["9"]["inputs"]["steps"] = 2
 
+    maps = json.loads((ROOT / "workflows" / "api" / "refsd_avatar_maps.json").read_text())
+    maps["1"]["inputs"]["image"] = args.photo.name
+    maps["2"]["inputs"]["file"] = args.keypoints.name
+    maps["99"] = {"class_type": "RefSDSaveBodyFit", "inputs": {"body_fit": ["4", 0], "filename_prefix": "refsd/body_fit"}}
+
     args.output.mkdir(parents=True, exist_ok=True)
+    written = []
     with ComfyServer(base, comfyui) as server:
         client = server.client()
         client.upload(args.keypoints)
+        client.upload(args.photo)
         print(f"ComfyUI {server.url} running; pack import time {server.pack_import_seconds()} s")
-        result = client.run(prompt)
-        if result.error:
-            print(f"the graph failed: {result.error.get('exception_message')}", file=sys.stderr)
-            return 1
-        written = []
-        for out in result.outputs.values():
-            for rec in out.get("images", []):
-                dest = args.output / rec["filename"]
-                dest.write_bytes(client.download(rec))
-                written.append(dest)
+        for name, graph in (("avatar maps", maps), ("pose ControlNet", prompt)):
+            t1 = time.time()
+            result = client.run(graph)
+            if result.error:
+                print(f"the {name} graph failed: {result.error.get('exception_message')}", file=sys.stderr)
+                return 1
+            print(f"{name} graph: {time.time() - t1:.1f} s")
+            for out in result.outputs.values():
+                for rec in out.get("images", []) + out.get("files", []):
+                    dest = args.output / rec["filename"]
+                    dest.write_bytes(client.download(rec))
+                    written.append(dest)
+                if "text" in out:
+                    print("  " + " | ".join(map(str, out["text"])))
     for p in written:
         print(f"wrote {p}")
     print(f"demo finished in {time.time() - t0:.1f} s; outputs in {args.output}")
