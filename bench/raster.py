@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from refsd.render import Camera, rasterize  # noqa: E402
+from refsd.render.primitives import uv_sphere  # noqa: E402
 
 # (centre x, centre y above the floor, radius x, radius y, radius z), metres, body frame (y up).
 PARTS = [
@@ -50,27 +51,7 @@ PARTS = [
 
 def ellipsoid(n_lat: int, n_lon: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit UV sphere with outward winding: ``(V, 3)`` float64 vertices and ``(F, 3)`` faces."""
-    lat = torch.linspace(0, math.pi, n_lat + 1, dtype=torch.float64)[1:-1]
-    lon = torch.arange(n_lon, dtype=torch.float64) * (2 * math.pi / n_lon)
-    la, lo = torch.meshgrid(lat, lon, indexing="ij")
-    ring = torch.stack((la.sin() * lo.cos(), la.cos(), la.sin() * lo.sin()), -1).reshape(-1, 3)
-    v = torch.cat((torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64), ring, torch.tensor([[0.0, -1.0, 0.0]])))
-    N = n_lon
-    j = torch.arange(N)
-    faces = [torch.stack((torch.zeros(N, dtype=torch.long), 1 + (j + 1) % N, 1 + j), 1)]
-    for i in range(n_lat - 2):
-        a = 1 + i * N + j
-        b = 1 + i * N + (j + 1) % N
-        faces += [torch.stack((a, b, a + N), 1), torch.stack((b, b + N, a + N), 1)]
-    last = v.shape[0] - 1
-    base = 1 + (n_lat - 2) * N
-    faces.append(torch.stack((torch.full((N,), last), base + j, base + (j + 1) % N), 1))
-    f = torch.cat(faces)
-    tri = v[f]
-    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    inward = (n * tri.mean(1)).sum(-1) < 0
-    f[inward] = f[inward][:, [0, 2, 1]]
-    return v, f
+    return uv_sphere(n_lat, n_lon)
 
 
 def body_mesh() -> tuple[torch.Tensor, torch.Tensor]:

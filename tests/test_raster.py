@@ -19,6 +19,7 @@ from refsd.render import (
     RenderError,
     interpolate,
     interpolate_nearest,
+    primitives,
     pytorch3d_available,
     rasterize,
     vertex_normals,
@@ -40,25 +41,8 @@ def _orient_outward(v: torch.Tensor, f: torch.Tensor, center: torch.Tensor) -> t
 
 
 def uv_sphere(n_lat: int, n_lon: int, radius: float = 1.0, center=(0.0, 0.0, 0.0)):
-    lat = torch.linspace(0, math.pi, n_lat + 1, dtype=torch.float64)[1:-1]
-    lon = torch.arange(n_lon, dtype=torch.float64) * (2 * math.pi / n_lon)
-    la, lo = torch.meshgrid(lat, lon, indexing="ij")
-    ring = torch.stack((la.sin() * lo.cos(), -la.cos(), la.sin() * lo.sin()), -1).reshape(-1, 3)
-    v = torch.cat((torch.tensor([[0.0, -1.0, 0.0]], dtype=torch.float64), ring, torch.tensor([[0.0, 1.0, 0.0]])))
-    N = n_lon
-    j = torch.arange(N)
-    faces = [torch.stack((torch.zeros(N, dtype=torch.long), 1 + (j + 1) % N, 1 + j), 1)]
-    for i in range(n_lat - 2):
-        a = 1 + i * N + j
-        b = 1 + i * N + (j + 1) % N
-        faces += [torch.stack((a, b, a + N), 1), torch.stack((b, b + N, a + N), 1)]
-    last = v.shape[0] - 1
-    base = 1 + (n_lat - 2) * N
-    faces.append(torch.stack((torch.full((N,), last), base + j, base + (j + 1) % N), 1))
-    f = torch.cat(faces)
-    c = torch.tensor(center, dtype=torch.float64)
-    v = v * radius + c
-    return v.float(), _orient_outward(v, f, c)
+    v, f = primitives.uv_sphere(n_lat, n_lon, radius, center)
+    return v.float(), f
 
 
 def box(center, size):
