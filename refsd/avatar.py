@@ -86,10 +86,10 @@ def _statures(model, shapes: list[list[float]]) -> torch.Tensor:
 def avatar_fit(model, fit: BodyFit, people: list[PersonAttributes], keep_size: bool = True) -> BodyFit:
     """``fit`` with each person's shape replaced by the shape of their attributes (pose kept).
 
-    With ``keep_size`` each avatar is scaled about the camera centre so that it is as tall as
-    the fitted body: its projection then covers the same image area (hands and feet stay where
-    the original person's were), at a slightly different depth. Without it the avatar has its
-    own height at the fitted pelvis position.
+    With ``keep_size`` each avatar is scaled about its pelvis so that it is as tall as the
+    fitted body: it then covers about the same image area as the original person (hands and
+    feet near where theirs were). Without it the avatar has its own height at the fitted
+    pelvis position.
     """
     if len(people) != fit.num_people:
         raise AttributesError(f"{len(people)} attribute sets for {fit.num_people} fitted people")

@@ -51,9 +51,8 @@ class PersonFit:
     num_keypoints: int = 0
     hand_pose: list | None = None
     expression: list[float] | None = None
-    #: Uniform scale of the posed body about the camera centre (1 for fits). Avatars whose shape
-    #: differs from the fitted one use it to keep the fitted 2D footprint: scaling about the
-    #: camera centre leaves every projection unchanged.
+    #: Uniform scale of the posed body about its pelvis (``transl``); 1 for fits. Avatars whose
+    #: shape is shorter or taller than the fitted body use it to cover the same image area.
     scale: float = 1.0
 
     def __post_init__(self) -> None:

@@ -46,8 +46,8 @@ def fit_output(model: BodyModel, fit: BodyFit) -> BodyOutput:
     """One forward of ``model`` for every person of ``fit`` (camera-space ``BodyOutput``).
 
     Uses each person's ``hand_pose`` / ``expression`` when the fit has them (zeros otherwise) and
-    applies ``PersonFit.scale`` (a uniform scale about the camera centre: every 3D output is
-    multiplied by it, so projections stay and depths scale).
+    applies ``PersonFit.scale`` (a uniform scale of the posed body about its pelvis, ``transl``:
+    the pelvis stays where it is, the body grows or shrinks around it).
     """
     P = len(fit.people)
     kw = {"device": model.device, "dtype": model.dtype}
@@ -72,15 +72,20 @@ def fit_output(model: BodyModel, fit: BodyFit) -> BodyOutput:
             params["expression"] = ex
     with torch.no_grad():
         out = model(**params)
-    # PersonFit.scale: uniform scale of the posed body about the camera centre (projections unchanged).
+    # PersonFit.scale: uniform scale of the posed body about its pelvis (transl).
     scale = [float(getattr(p, "scale", 1.0)) for p in fit.people]
     if any(x != 1.0 for x in scale):
         if not all(math.isfinite(x) and x > 0 for x in scale):
             raise RenderError(f"fit people have scales {scale}; each must be a positive number (1 for fits).")
         k = torch.tensor(scale, **kw)
 
+        pelvis = params["transl"]
+
         def sc(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t * k.view(P, *([1] * (t.dim() - 1)))
+            if t is None:
+                return None
+            view = (P, *([1] * (t.dim() - 2)), 3)
+            return pelvis.view(view) + (t - pelvis.view(view)) * k.view(P, *([1] * (t.dim() - 1)))
 
         out = dataclasses.replace(
             out,
