@@ -155,7 +155,7 @@ def api_to_ui(prompt: dict, object_info: dict, titles: dict[str, str] | None = N
         ui = {
             "id": int_ids[k],
             "type": prompt[k]["class_type"],
-            "pos": [40 + 380 * col, 40 + 300 * row],
+            "pos": [40 + 420 * col, 40 + 380 * row],
             "size": [340, 80 + 26 * (len(n["inputs"]) + len(outputs))],
             "flags": {},
             "order": order,

@@ -21,7 +21,10 @@ from refsd.comfy_server import PACK_LINK_NAME, PACK_ROOT
 pytestmark = pytest.mark.comfyui
 
 WORKFLOWS = PACK_ROOT / "workflows"
-EXPECTED_NODES = {"RefSDLoadPoseKeypoints", "RefSDDrawPoseKeypoints"}
+EXPECTED_NODES = {
+    "RefSDLoadPoseKeypoints", "RefSDDrawPoseKeypoints", "RefSDLoadBodyModel", "RefSDFitBody", "RefSDSaveBodyFit",
+    "RefSDLoadBodyFit", "RefSDAttributes", "RefSDSampleAttributes", "RefSDRenderAvatar", "RefSDAttributePrompt",
+}
 
 
 def refsd_nodes(object_info: dict) -> dict:
