@@ -6,6 +6,7 @@ once shipped, so saved workflows keep working.
 
 from .avatar import AttributePrompt, Attributes, RenderAvatar, SampleAttributes
 from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
+from .composite import Composite, PersonMask, PrivacyCheck, RemovePeople
 from .keypoints import LoadPoseKeypoints
 from .pose import DrawPoseKeypoints
 
@@ -20,4 +21,8 @@ NODE_CLASSES = [
     SampleAttributes,
     RenderAvatar,
     AttributePrompt,
+    PersonMask,
+    RemovePeople,
+    Composite,
+    PrivacyCheck,
 ]

@@ -4,8 +4,10 @@ It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``), l
 pack into it, uploads the sample photo and its hand-annotated keypoints from ``samples/``,
 and runs
 
-* ``workflows/api/refsd_avatar_maps.json``: fit a body to the person, sample a synthetic
-  person's attributes, render the avatar and every ControlNet map (CPU, no model files);
+* ``workflows/api/refsd_render_only.json``: the person replaced by a rendered synthetic
+  person (fit, sampled attributes, render, person mask, removal, composite, privacy check;
+  CPU, no model files) -> ``pseudonymized_*.png``;
+* ``workflows/api/refsd_avatar_maps.json``: every ControlNet map of the avatar;
 * ``workflows/api/refsd_pose_controlnet.json``: the keypoints through an OpenPose ControlNet
   and KSampler,
 
@@ -81,6 +83,9 @@ def main() -> int:
     maps["1"]["inputs"]["image"] = args.photo.name
     maps["2"]["inputs"]["file"] = args.keypoints.name
     maps["99"] = {"class_type": "RefSDSaveBodyFit", "inputs": {"body_fit": ["4", 0], "filename_prefix": "refsd/body_fit"}}
+    render_only = json.loads((ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
+    render_only["1"]["inputs"]["image"] = args.photo.name
+    render_only["2"]["inputs"]["file"] = args.keypoints.name
 
     args.output.mkdir(parents=True, exist_ok=True)
     written = []
@@ -89,7 +94,8 @@ def main() -> int:
         client.upload(args.keypoints)
         client.upload(args.photo)
         print(f"ComfyUI {server.url} running; pack import time {server.pack_import_seconds()} s")
-        for name, graph in (("avatar maps", maps), ("pose ControlNet", prompt)):
+        for name, graph in (("render-only pseudonymization", render_only), ("avatar maps", maps),
+                            ("pose ControlNet", prompt)):
             t1 = time.time()
             result = client.run(graph)
             if result.error:

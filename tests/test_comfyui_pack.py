@@ -24,6 +24,7 @@ WORKFLOWS = PACK_ROOT / "workflows"
 EXPECTED_NODES = {
     "RefSDLoadPoseKeypoints", "RefSDDrawPoseKeypoints", "RefSDLoadBodyModel", "RefSDFitBody", "RefSDSaveBodyFit",
     "RefSDLoadBodyFit", "RefSDAttributes", "RefSDSampleAttributes", "RefSDRenderAvatar", "RefSDAttributePrompt",
+    "RefSDPersonMask", "RefSDRemovePeople", "RefSDComposite", "RefSDPrivacyCheck",
 }
 
 

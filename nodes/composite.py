@@ -1,0 +1,177 @@
+"""Removal and compositing nodes: Person Mask, Remove People, Composite, Privacy Check."""
+
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..refsd.composite import CompositeError, composite, leak_ratio, person_mask, remove_people
+from ..refsd.render.passes import render_passes
+from ._common import BODY_FIT, BODY_MODEL, CATEGORY
+
+
+def _pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    """Image/mask ``i`` of a batch; a batch of one is used for every image."""
+    if batch is None:
+        return None
+    if batch.shape[0] != 1 and i >= batch.shape[0]:
+        raise CompositeError(f"a batch of {batch.shape[0]} was given where {i + 1} or more images are processed")
+    return batch[min(i, batch.shape[0] - 1)]
+
+
+class PersonMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDPersonMask",
+            display_name="RefSD Person Mask",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "The region to replace in each image: the fitted bodies' silhouettes, each grown by a margin that "
+                "scales with the person's size (hair, loose clothes, fitting error), united with an optional "
+                "person mask from any segmentation node (recommended: a fitted body has no coat or long hair) and "
+                "the avatars' own mask, so the new people always fit inside it."
+            ),
+            inputs=[
+                BODY_FIT.Input("body_fit", tooltip="From RefSD Fit Body."),
+                BODY_MODEL.Input("body_model", tooltip="The body model the fit was made with."),
+                io.Float.Input(
+                    "margin", default=0.06, min=0.0, max=0.5, step=0.005,
+                    tooltip="Growth of each person's mask as a fraction of their height on the image.",
+                ),
+                io.Mask.Input("mask", optional=True, tooltip="Optional person segmentation mask (any segmentation node)."),
+                io.Mask.Input("avatar_mask", optional=True, tooltip="Optional: the mask output of RefSD Render Avatar."),
+            ],
+            outputs=[
+                io.Mask.Output(display_name="mask", tooltip="The grown union mask per image [B,H,W]."),
+                io.Mask.Output(display_name="person_masks", tooltip="One grown mask per fitted person, all images in order."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, body_fit, body_model, margin, mask=None, avatar_mask=None) -> io.NodeOutput:
+        model = body_model.model(comfy.model_management.get_torch_device(), torch.float32)
+        unions, people = [], []
+        pbar = comfy.utils.ProgressBar(len(body_fit))
+        for i, fit in enumerate(body_fit):
+            fitted = render_passes(model, fit).person_masks.float().cpu()
+            extra = [m for m in (_pick(mask, i), _pick(avatar_mask, i)) if m is not None]
+            user = torch.stack(extra).amax(0).cpu() if extra else None
+            union, per = person_mask(fitted, user, margin)
+            unions.append(union)
+            people.extend(per)
+            pbar.update_absolute(i + 1, len(body_fit))
+        H, W = unions[0].shape
+        per_out = torch.stack(people) if people else torch.zeros(0, H, W)
+        return io.NodeOutput(torch.stack(unions), per_out)
+
+
+class RemovePeople(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDRemovePeople",
+            display_name="RefSD Remove People",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "Fills the masked region from the surrounding background with a classical, model-free inpainting "
+                "(multi-scale push-pull fill refined by harmonic diffusion). Every filled pixel is computed from "
+                "pixels outside the mask only, so nothing of the removed people survives; outside the mask the "
+                "image is unchanged. For better texture use ComfyUI's own inpainting nodes with your checkpoint."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The photo(s)."),
+                io.Mask.Input("mask", tooltip="Region to remove (RefSD Person Mask)."),
+            ],
+            outputs=[io.Image.Output(display_name="IMAGE", tooltip="The photo with the people removed.")],
+        )
+
+    @classmethod
+    def execute(cls, image, mask) -> io.NodeOutput:
+        out = []
+        pbar = comfy.utils.ProgressBar(image.shape[0])
+        for i in range(image.shape[0]):
+            out.append(remove_people(image[i], _pick(mask, i)).to(image.dtype))
+            pbar.update_absolute(i + 1, image.shape[0])
+        return io.NodeOutput(torch.stack(out))
+
+
+class Composite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDComposite",
+            display_name="RefSD Composite",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "Puts the new people (the rendered avatars, or their diffusion-refined version) over the cleaned "
+                "background through their mask, feathered inwards, with exposure and white balance moved towards "
+                "the scene around them. Nothing outside the region (the grown person mask) changes."
+            ),
+            inputs=[
+                io.Image.Input("background", tooltip="The photo with the people removed (RefSD Remove People)."),
+                io.Image.Input("people", tooltip="The new people over black, at the photo's size."),
+                io.Mask.Input("people_mask", tooltip="Silhouette of the new people (RefSD Render Avatar's mask)."),
+                io.Mask.Input("region", tooltip="The grown person mask (RefSD Person Mask); nothing outside changes."),
+                io.Float.Input("feather", default=1.5, min=0.0, max=20.0, step=0.1,
+                               tooltip="Softness of the people's edges in pixels (inwards)."),
+                io.Float.Input("match_color", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="How far to move the people's colour balance and exposure towards the scene."),
+            ],
+            outputs=[io.Image.Output(display_name="IMAGE", tooltip="The pseudonymized image(s).")],
+        )
+
+    @classmethod
+    def execute(cls, background, people, people_mask, region, feather, match_color) -> io.NodeOutput:
+        out = []
+        for i in range(background.shape[0]):
+            out.append(
+                composite(background[i], _pick(people, i), _pick(people_mask, i), _pick(region, i), feather, match_color)
+                .to(background.dtype)
+            )
+        return io.NodeOutput(torch.stack(out))
+
+
+class PrivacyCheck(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDPrivacyCheck",
+            display_name="RefSD Privacy Check",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "Measures what survives of the original people: the leak ratio is the fraction of pixels inside the "
+                "person mask where the output still equals the input (every channel within 2/255). With the cleaned "
+                "background connected, pixels the background alone reproduces (plain sky in the safety margin) do "
+                "not count. Shown on the node and returned in the UI data (/history) with pass/fail."
+            ),
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("original", tooltip="The input photo(s)."),
+                io.Image.Input("output", tooltip="The pseudonymized image(s)."),
+                io.Mask.Input("mask", tooltip="The person mask (RefSD Person Mask)."),
+                io.Float.Input("max_leak", default=0.0, min=0.0, max=1.0, step=0.001,
+                               tooltip="Largest leak ratio that passes (0: no surviving pixel)."),
+                io.Image.Input("background", optional=True,
+                               tooltip="Optional: the cleaned background (RefSD Remove People)."),
+            ],
+            outputs=[
+                io.Float.Output(display_name="leak_ratio", tooltip="The worst leak ratio over the batch."),
+                io.Boolean.Output(display_name="passed", tooltip="True if every image's leak ratio <= max_leak."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, original, output, mask, max_leak, background=None) -> io.NodeOutput:
+        ratios = [
+            leak_ratio(original[i], _pick(output, i), _pick(mask, i), background=_pick(background, i))
+            for i in range(original.shape[0])
+        ]
+        passed = [r <= max_leak for r in ratios]
+        text = [f"image {i}: leak ratio {r:.6f} ({'pass' if ok else 'FAIL'})" for i, (r, ok) in
+                enumerate(zip(ratios, passed, strict=True))]
+        return io.NodeOutput(
+            max(ratios), all(passed), ui={"text": text, "leak_ratio": ratios, "passed": passed}
+        )

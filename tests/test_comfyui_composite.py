@@ -1,0 +1,45 @@
+"""The render-only pseudonymization graph in the real ComfyUI server, on a real photo."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers import run_ok
+from PIL import Image
+
+from refsd.comfy_server import PACK_ROOT
+
+pytestmark = pytest.mark.comfyui
+SAMPLES = PACK_ROOT / "samples"
+
+
+@pytest.fixture(scope="module")
+def photo(comfy_server):
+    for name in ("camera.png", "camera.json"):
+        shutil.copy(SAMPLES / name, comfy_server.input_dir / name)
+
+
+def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, photo):
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
+    # also save the person mask to check "unchanged outside it"
+    prompt["90"] = {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}}
+    prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": ["90", 0], "filename_prefix": "refsd/mask"}}
+    result = run_ok(comfy, prompt)
+    check = result.outputs["10"]
+    assert check["leak_ratio"] == [0.0] and check["passed"] == [True]
+
+    def img(node):
+        return np.asarray(Image.open(io.BytesIO(comfy.download(result.outputs[node]["images"][0]))).convert("RGB"))
+
+    out, mask = img("11"), img("91")[..., 0] > 127
+    original = np.asarray(Image.open(SAMPLES / "camera.png").convert("RGB"))
+    assert out.shape == original.shape
+    assert 0.05 < mask.mean() < 0.7
+    assert (out[~mask] == original[~mask]).all()  # outside the person mask: identical to the input
+    changed = (np.abs(out.astype(int) - original.astype(int)).max(-1) > 8)[mask]
+    assert changed.mean() > 0.8  # inside: replaced
+    assert result.outputs["12"]["body_fits"][0]["people"]
