@@ -100,9 +100,6 @@ def family_alpha(prior, family: str, rng: np.random.Generator) -> torch.Tensor:
         side = "L" if name.startswith("left_") else "R" if name.startswith("right_") else None
         key = name.split("_", 1)[1] if side else name
         v = np.array(base.get(f"{side}_{key}" if side else key, (0, 0, 0)), dtype=float)
-        if key == "shoulder":
-            # elevation in the table is from horizontal; the prior frame's z is relative to the model's rest arm
-            v = v.copy()
         if side == "R" and key not in ("elbow",) and f"R_{key}" not in base and f"L_{key}" in base:
             lv = np.array(base[f"L_{key}"], dtype=float)
             v = np.array([lv[0], -lv[1], -lv[2]])

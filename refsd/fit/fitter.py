@@ -60,7 +60,6 @@ class FitOptions:
     w_face: float = 0.3
     fit_shape: bool = True
     good_reproj_fraction: float = 0.06  # "good" if RMS reprojection <= this x person size
-    max_batch: int = 256  # hypotheses per LM batch (memory)
 
 
 def _person_targets(p: PersonKeypoints, proxy: KeypointProxy, min_conf: float) -> tuple[torch.Tensor, torch.Tensor]:

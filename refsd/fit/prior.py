@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PosePrior", "build_prior", "JOINT_TABLE"]
+__all__ = ["PosePrior", "build_prior", "JOINT_TABLE", "POSE_MODES"]
 
 D = math.radians
 
@@ -90,36 +90,27 @@ class PosePrior:
         return self.to_rotvec(torch.where(pick, uni, gau))
 
     def init_alpha(self, batch: int, family: str = "mean") -> torch.Tensor:
-        """Starting angles for a pose family (used as LM start hypotheses)."""
+        """Starting angles (and mixture-component mean) of a pose mode in :data:`POSE_MODES`."""
+        if family not in POSE_MODES:
+            raise ValueError(f"unknown pose mode {family!r}; use one of {', '.join(POSE_MODES)}")
         a = self.mean.expand(batch, -1, -1).clone()
         idx = {n: i for i, n in enumerate(_JOINTS)}
-        if family == "rest":
-            a.zero_()
-            a[:, idx["left_shoulder"], 2] = self.mean[idx["left_shoulder"], 2]
-            a[:, idx["right_shoulder"], 2] = self.mean[idx["right_shoulder"], 2]
-        elif family == "sit":
-            for side, sgn in (("left", 1), ("right", -1)):
-                a[:, idx[f"{side}_hip"], 0] = D(-85)
-                a[:, idx[f"{side}_knee"], 0] = D(90)
-                del sgn
-        elif family == "crouch":
-            for side in ("left", "right"):
-                a[:, idx[f"{side}_hip"], 0] = D(-100)
-                a[:, idx[f"{side}_knee"], 0] = D(130)
-            a[:, idx["spine1"], 0] = D(20)
-        elif family == "arms_up":
-            a[:, idx["left_shoulder"], 2] = self.mean[idx["left_shoulder"], 2] + D(130)
-            a[:, idx["right_shoulder"], 2] = self.mean[idx["right_shoulder"], 2] - D(130)
-        elif family == "stride":
-            a[:, idx["left_hip"], 0] = D(-35)
-            a[:, idx["right_hip"], 0] = D(15)
-            a[:, idx["right_knee"], 0] = D(35)
-        elif family == "bend":
-            for s in ("spine1", "spine2", "spine3"):
-                a[:, idx[s], 0] = D(25)
-            for side in ("left", "right"):
-                a[:, idx[f"{side}_hip"], 0] = D(-40)
+        for joint, axis, degrees, relative in POSE_MODES[family]:
+            a[:, idx[joint], axis] = (self.mean[idx[joint], axis] if relative else 0.0) + D(degrees)
         return a
+
+
+#: Pose modes of the mixture prior: (joint, axis, degrees, relative to the mean?) changes from
+#: the mean standing pose. Generic activity modes, written by hand.
+POSE_MODES: dict[str, tuple[tuple[str, int, float, bool], ...]] = {
+    "mean": (),
+    "sit": tuple((f"{s}_{j}", 0, d, False) for s in ("left", "right") for j, d in (("hip", -85), ("knee", 90))),
+    "crouch": tuple((f"{s}_{j}", 0, d, False) for s in ("left", "right") for j, d in (("hip", -100), ("knee", 130)))
+    + (("spine1", 0, 20, False),),
+    "bend": tuple((s, 0, 25, False) for s in ("spine1", "spine2", "spine3"))
+    + tuple((f"{s}_hip", 0, -40, False) for s in ("left", "right")),
+    "arms_up": (("left_shoulder", 2, 130, True), ("right_shoulder", 2, -130, True)),
+}
 
 
 def _mirror(v: tuple[float, float, float]) -> tuple[float, float, float]:

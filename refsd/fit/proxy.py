@@ -22,7 +22,7 @@ import torch
 
 from .kinematics import axis_angle_to_matrix, forward_kinematics
 
-__all__ = ["KeypointProxy", "build_proxy", "KP_SLICES"]
+__all__ = ["KeypointProxy", "build_proxy"]
 
 
 def _keypoint_stack(out, model) -> tuple[torch.Tensor, torch.Tensor, dict[str, slice]]:
@@ -40,9 +40,6 @@ def _keypoint_stack(out, model) -> tuple[torch.Tensor, torch.Tensor, dict[str, s
     pts = torch.cat([p for _, p, _ in parts], 1)
     valid = torch.cat([v.reshape(-1) for _, _, v in parts], 0)
     return pts, valid, slices
-
-
-KP_SLICES = dict  # type alias for documentation
 
 
 @dataclass
