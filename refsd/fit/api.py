@@ -28,7 +28,8 @@ def fit_pose_keypoint(
     used for every image). People with fewer than ``fitter.options.min_joints`` confident body
     joints are skipped and listed in ``BodyFit.skipped`` / ``warnings``; the rest are fitted.
 
-    ``progress(done, total)`` is called once per fitted person.
+    ``progress(done, total)`` reports fitted people (the people of one image are fitted together,
+    so it advances with their optimisation iterations).
     """
     frames = parse_pose_keypoint(
         pose_keypoint,
@@ -45,8 +46,14 @@ def fit_pose_keypoint(
         W, H = frame.image_size
         cam = Camera.from_fov(W, H, fov_deg) if fov_deg else None
         mask = masks[i] if masks is not None and len(masks) > i else (masks[0] if masks is not None else None)
-        fits.append(fitter.fit_frame(frame, camera=cam, mask=mask))
-        done += len(frame.people)
+        n = len(frame.people)
+
+        def step(it: int, iters: int, done=done, n=n) -> None:
+            if progress is not None:
+                progress(done + n * it // max(iters, 1), total)  # people of this frame, by LM iteration
+
+        fits.append(fitter.fit_frame(frame, camera=cam, mask=mask, progress=step))
+        done += n
         if progress is not None:
             progress(done, total)
     return fits
