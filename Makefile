@@ -13,9 +13,21 @@ export REFSD_CACHE_DIR ?= $(CACHE)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FRONTEND_SPEC ?= comfyui-frontend-package==1.32.9
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup browser test lint demo bench clean
 
-setup: $(VENV)/.deps-stamp
+setup: $(VENV)/.deps-stamp browser
+
+# Debian's Chromium for the frontend tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser). Installed when running as root; elsewhere install it yourself
+# (`apt-get install chromium`) or the frontend tests are skipped with that message.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium; the frontend tests will be skipped"; \
+		else echo "chromium not found at $(CHROMIUM) (apt-get install chromium); the frontend tests will be skipped"; fi; \
+	fi
 
 $(VENV)/.torch-stamp:
 	$(PYTHON) -m venv $(VENV)
