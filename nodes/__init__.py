@@ -6,7 +6,7 @@ once shipped, so saved workflows keep working.
 
 from .avatar import AttributePrompt, Attributes, RenderAvatar, SampleAttributes
 from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
-from .composite import Composite, PersonMask, PrivacyCheck, RemovePeople
+from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCheck, RemovePeople
 from .keypoints import LoadPoseKeypoints
 from .pose import DrawPoseKeypoints
 
@@ -25,4 +25,6 @@ NODE_CLASSES = [
     RemovePeople,
     Composite,
     PrivacyCheck,
+    CropPeople,
+    PastePeople,
 ]

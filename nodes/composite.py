@@ -8,8 +8,9 @@ import torch
 from comfy_api.latest import io
 
 from ..refsd.composite import CompositeError, composite, leak_ratio, person_mask, remove_people
+from ..refsd.crop import crop, crop_boxes, paste
 from ..refsd.render.passes import render_passes
-from ._common import BODY_FIT, BODY_MODEL, CATEGORY
+from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
 
 
 def _pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
@@ -175,3 +176,102 @@ class PrivacyCheck(io.ComfyNode):
         return io.NodeOutput(
             max(ratios), all(passed), ui={"text": text, "leak_ratio": ratios, "passed": passed}
         )
+
+
+
+class CropPeople(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDCropPeople",
+            display_name="RefSD Crop People",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "Crops every person (with context) from the image and from each conditioning map to one size Stable "
+                "Diffusion works well at (multiples of 64, e.g. 512 x 768), the box widened to that aspect ratio, so "
+                "small people in large photos get full SD resolution. All people of all images form one batch for "
+                "the sampler; RefSD Paste People puts the refined crops back at their exact place."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image to refine (e.g. the avatars composited on the cleaned photo)."),
+                BODY_FIT.Input("body_fit", tooltip="The fits (which image each person belongs to)."),
+                io.Mask.Input("person_masks", tooltip="Per-person masks from RefSD Person Mask (person_masks output)."),
+                io.Int.Input("width", default=512, min=64, max=2048, step=64, tooltip="Crop width (multiple of 64)."),
+                io.Int.Input("height", default=768, min=64, max=2048, step=64, tooltip="Crop height (multiple of 64)."),
+                io.Float.Input("context", default=0.15, min=0.0, max=2.0, step=0.01,
+                               tooltip="Context around each person, as a fraction of their size."),
+                io.Image.Input("depth", optional=True, tooltip="Depth map to crop the same way."),
+                io.Image.Input("pose", optional=True, tooltip="OpenPose image to crop the same way."),
+                io.Image.Input("edges", optional=True, tooltip="Edge image to crop the same way."),
+                io.Mask.Input("mask", optional=True, tooltip="A mask to crop the same way (e.g. the avatar mask)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="Crops of the image [N,h,w,3], one per person."),
+                io.Image.Output(display_name="depth", tooltip="Crops of the depth map (black if not connected)."),
+                io.Image.Output(display_name="pose", tooltip="Crops of the OpenPose image (black if not connected)."),
+                io.Image.Output(display_name="edges", tooltip="Crops of the edge image (black if not connected)."),
+                io.Mask.Output(display_name="mask", tooltip="Crops of the mask (empty if not connected)."),
+                CROPS.Output(display_name="CROPS", tooltip="Where each crop came from, for RefSD Paste People."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, body_fit, person_masks, width, height, context, depth=None, pose=None, edges=None,
+                mask=None) -> io.NodeOutput:
+        counts = [f.num_people for f in body_fit]
+        if sum(counts) != person_masks.shape[0]:
+            raise CompositeError(
+                f"{person_masks.shape[0]} person masks for {sum(counts)} fitted people; connect RefSD Person Mask's "
+                "person_masks output made from the same body fit."
+            )
+        boxes, start = [], 0
+        for i, n in enumerate(counts):
+            boxes += crop_boxes(person_masks[start:start + n].cpu(), width, height, context, image_index=i)
+            start += n
+        if not boxes:
+            raise CompositeError("no person to crop (every mask is empty); check the fit and the person masks.")
+
+        def crops(batch, padding):
+            if batch is None:
+                return torch.zeros(len(boxes), height, width, 3)
+            return torch.stack([crop(_pick(batch, b.image_index).cpu(), b, padding=padding) for b in boxes])
+
+        masks = (torch.stack([crop(_pick(mask, b.image_index).cpu()[..., None], b, padding="zeros")[..., 0]
+                              for b in boxes]) if mask is not None else torch.zeros(len(boxes), height, width))
+        return io.NodeOutput(crops(image, "border"), crops(depth, "zeros"), crops(pose, "zeros"),
+                             crops(edges, "zeros"), masks, boxes)
+
+
+class PastePeople(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDPastePeople",
+            display_name="RefSD Paste People",
+            category=f"{CATEGORY}/composite",
+            description=(
+                "Puts refined person crops (from the sampler, after RefSD Crop People) back into the full images at "
+                "their exact place, resampled to the original scale. The optional mask (e.g. the avatar mask) limits "
+                "the paste to the people, so the cleaned background around them stays as it is."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The full images to paste into."),
+                io.Image.Input("crops", tooltip="The refined crops, in RefSD Crop People's order."),
+                CROPS.Input("crop_boxes", tooltip="RefSD Crop People's CROPS output."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional mask in the full images' pixels limiting the paste."),
+            ],
+            outputs=[io.Image.Output(display_name="IMAGE", tooltip="The images with the crops pasted back.")],
+        )
+
+    @classmethod
+    def execute(cls, image, crops, crop_boxes, mask=None) -> io.NodeOutput:
+        if crops.shape[0] != len(crop_boxes):
+            raise CompositeError(f"{crops.shape[0]} crops for {len(crop_boxes)} crop boxes; keep the sampler's batch.")
+        out = [image[i].clone() for i in range(image.shape[0])]
+        for c, box in zip(crops, crop_boxes, strict=True):
+            if tuple(c.shape[:2]) != (box.height, box.width):
+                c = torch.nn.functional.interpolate(c.permute(2, 0, 1)[None], size=(box.height, box.width),
+                                                    mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+            i = box.image_index
+            out[i] = paste(out[i], c, box, mask=_pick(mask, i))
+        return io.NodeOutput(torch.stack(out).to(image.dtype))

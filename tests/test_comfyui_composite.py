@@ -43,3 +43,30 @@ def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, photo):
     changed = (np.abs(out.astype(int) - original.astype(int)).max(-1) > 8)[mask]
     assert changed.mean() > 0.8  # inside: replaced
     assert result.outputs["12"]["body_fits"][0]["people"]
+
+
+def test_full_graph_runs_on_the_random_models(comfy, photo, random_models):
+    """refsd_full (crop -> img2img with depth + openpose ControlNets -> paste -> save) at 64x64 crops.
+
+    With random weights the refined pixels are meaningless; the test checks the graph's
+    plumbing, sizes, finiteness, that nothing outside the person mask changes, and the
+    privacy check.
+    """
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_full.json").read_text())
+    prompt["11"]["inputs"]["ckpt_name"] = random_models["checkpoint"].name
+    for node in ("15", "16"):
+        prompt[node]["inputs"]["control_net_name"] = random_models["controlnet"].name
+    prompt["10"]["inputs"].update(width=64, height=64)
+    prompt["20"]["inputs"]["steps"] = 2
+    prompt["90"] = {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}}
+    prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": ["90", 0], "filename_prefix": "refsd/mask"}}
+    result = run_ok(comfy, prompt)
+
+    def img(node):
+        return np.asarray(Image.open(io.BytesIO(comfy.download(result.outputs[node]["images"][0]))).convert("RGB"))
+
+    out, mask = img("23"), img("91")[..., 0] > 127
+    original = np.asarray(Image.open(SAMPLES / "camera.png").convert("RGB"))
+    assert out.shape == original.shape
+    assert (out[~mask] == original[~mask]).all()
+    assert result.outputs["25"]["passed"] == [True]
