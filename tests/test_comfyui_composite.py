@@ -45,14 +45,15 @@ def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, photo):
     assert result.outputs["12"]["body_fits"][0]["people"]
 
 
-def test_full_graph_runs_on_the_random_models(comfy, photo, random_models):
-    """refsd_full (crop -> img2img with depth + openpose ControlNets -> paste -> save) at 64x64 crops.
+@pytest.mark.parametrize("name", ["refsd_full", "refsd_canny"])
+def test_diffusion_graphs_run_on_the_random_models(comfy, photo, random_models, name):
+    """refsd_full / refsd_canny (crop -> img2img with two ControlNets -> paste -> save) at 64x64 crops.
 
     With random weights the refined pixels are meaningless; the test checks the graph's
     plumbing, sizes, finiteness, that nothing outside the person mask changes, and the
     privacy check.
     """
-    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_full.json").read_text())
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
     prompt["11"]["inputs"]["ckpt_name"] = random_models["checkpoint"].name
     for node in ("15", "16"):
         prompt[node]["inputs"]["control_net_name"] = random_models["controlnet"].name
