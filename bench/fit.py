@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from refsd.body import get_body_model  # noqa: E402
 from refsd.fit import BodyFitter, FitOptions  # noqa: E402
 from refsd.fit.kinematics import matrix_to_axis_angle, rot_x, rot_y  # noqa: E402
+from refsd.fit.metrics import pa_mpjpe  # noqa: E402
 from refsd.fit.prior import build_prior  # noqa: E402
 from refsd.keypoints import from_array  # noqa: E402
 from refsd.render.camera import Camera  # noqa: E402
@@ -113,18 +114,6 @@ def family_alpha(prior, family: str, rng: np.random.Generator) -> torch.Tensor:
             drop = prior.shoulder_drop[name.split("_")[0]]
             a[j, 2] += drop if name.startswith("left") else -drop
     return a
-
-
-def procrustes(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Similarity-align X to Y (both (N,3)); returns aligned X."""
-    mx, my = X.mean(0), Y.mean(0)
-    Xc, Yc = X - mx, Y - my
-    U, s, Vt = np.linalg.svd(Xc.T @ Yc)
-    d = np.sign(np.linalg.det(U @ Vt))
-    D = np.diag([1, 1, d])
-    R = U @ D @ Vt
-    scale = (s * np.diag(D)).sum() / (Xc**2).sum()
-    return scale * Xc @ R + my
 
 
 # realistic adult ranges for Anny's phenotypes (0..1 each; age 0.77 = 18 y, 0.83 = 64 y)
@@ -227,7 +216,7 @@ def evaluate(model, fitter: BodyFitter, samples, cam: Camera, batched: int = 8):
         pr = pred - (pred[8] + pred[11]) / 2
         gr = gt - (gt[8] + gt[11]) / 2
         mpjpe = np.linalg.norm(pr - gr, axis=1).mean() * 1000
-        pa = np.linalg.norm(procrustes(pred, gt) - gt, axis=1).mean() * 1000
+        pa = pa_mpjpe(pred, gt) * 1000
         rows.append({"family": s["family"], "mpjpe": mpjpe, "pa": pa, "reproj": p.reproj_error_px})
     # batched: `batched` people per image
     t_batch, n_batch = 0.0, 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import folder_paths
 from comfy_api.latest import io
+
+from ..refsd.errors import RefSDError
 
 POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
 BODY_MODEL = io.Custom("REFSD_BODY_MODEL")
@@ -26,6 +29,28 @@ def register_model_folder(name: str, extensions: set[str]) -> None:
         folder_paths.folder_names_and_paths[name] = (paths, set(exts) | set(extensions))
     else:
         folder_paths.folder_names_and_paths[name] = ([default], set(extensions))
+
+
+def resolve_input_file(file: str) -> str:
+    """Path of ``file`` in ComfyUI's input folder; refuses names that lead outside it."""
+    path = folder_paths.get_annotated_filepath(file)
+    root = os.path.realpath(folder_paths.get_input_directory())
+    if not os.path.realpath(path).startswith(root + os.sep):
+        raise RefSDError(f"'{file}' is outside ComfyUI's input folder; put the file inside {root}.")
+    return path
+
+
+def missing_input_file(file: str, what: str) -> bool | str:
+    """``validate_inputs`` answer for a file combo: True, or a message naming the missing file."""
+    if not folder_paths.exists_annotated_filepath(file):
+        return f"{what} '{file}' not found in ComfyUI's input folder."
+    return True
+
+
+def input_file_sha256(file: str) -> str:
+    """``fingerprint_inputs`` for a file combo: re-run the node when the file's content changes."""
+    with open(resolve_input_file(file), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def input_json_files() -> list[str]:

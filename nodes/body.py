@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from pathlib import Path
 
 import comfy.model_management
 import comfy.utils
@@ -16,7 +16,17 @@ from ..refsd.body.handle import GENDERS, BodyModelSpec
 from ..refsd.fit import DEFAULT_FOV_DEG, BodyFit, FitError
 from ..refsd.fit.api import fit_pose_keypoint
 from ..refsd.render.overlay import render_fit_overlay
-from ._common import BODY_FIT, BODY_MODEL, CATEGORY, POSE_KEYPOINT, input_json_files, register_model_folder
+from ._common import (
+    BODY_FIT,
+    BODY_MODEL,
+    CATEGORY,
+    POSE_KEYPOINT,
+    input_file_sha256,
+    input_json_files,
+    missing_input_file,
+    register_model_folder,
+    resolve_input_file,
+)
 
 register_model_folder("smplx", {".npz", ".pkl"})
 register_model_folder("anny", {".safetensors"})
@@ -211,20 +221,17 @@ class LoadBodyFit(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, file: str) -> bool | str:
-        if not folder_paths.exists_annotated_filepath(file):
-            return f"Body fit file '{file}' not found in ComfyUI's input folder."
-        return True
+        return missing_input_file(file, "Body fit file")
 
     @classmethod
     def fingerprint_inputs(cls, file: str) -> str:
-        with open(folder_paths.get_annotated_filepath(file), "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        return input_file_sha256(file)
 
     @classmethod
     def execute(cls, file: str) -> io.NodeOutput:
-        path = folder_paths.get_annotated_filepath(file)
+        path = resolve_input_file(file)
         try:
-            data = json.loads(open(path, encoding="utf-8").read())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise FitError(f"{file}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
         items = data if isinstance(data, list) else [data]

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..refsd.composite import CompositeError, composite, leak_ratio, person_mask, remove_people
 from ..refsd.crop import crop, crop_boxes, paste
-from ..refsd.render.passes import render_passes
+from ..refsd.render.scene import fit_person_masks
 from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
 
 
@@ -57,7 +57,7 @@ class PersonMask(io.ComfyNode):
         unions, people = [], []
         pbar = comfy.utils.ProgressBar(len(body_fit))
         for i, fit in enumerate(body_fit):
-            fitted = render_passes(model, fit).person_masks.float().cpu()
+            fitted = fit_person_masks(model, fit).cpu()
             extra = [m for m in (_pick(mask, i), _pick(avatar_mask, i)) if m is not None]
             user = torch.stack(extra).amax(0).cpu() if extra else None
             union, per = person_mask(fitted, user, margin)

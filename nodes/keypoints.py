@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-
-import folder_paths
 from comfy_api.latest import io
 
-from ..refsd.keypoints import KeypointError, count_people, load_pose_keypoint_file
-from ._common import CATEGORY, POSE_KEYPOINT, input_json_files
-
-
-def _resolve(file: str) -> str:
-    path = folder_paths.get_annotated_filepath(file)
-    root = os.path.realpath(folder_paths.get_input_directory())
-    if not os.path.realpath(path).startswith(root + os.sep):
-        raise KeypointError(f"'{file}' is outside ComfyUI's input folder; put keypoint files inside {root}.")
-    return path
+from ..refsd.keypoints import count_people, load_pose_keypoint_file
+from ._common import (
+    CATEGORY,
+    POSE_KEYPOINT,
+    input_file_sha256,
+    input_json_files,
+    missing_input_file,
+    resolve_input_file,
+)
 
 
 class LoadPoseKeypoints(io.ComfyNode):
@@ -52,18 +47,15 @@ class LoadPoseKeypoints(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, file: str) -> bool | str:
-        if not folder_paths.exists_annotated_filepath(file):
-            return f"Keypoint file '{file}' not found in ComfyUI's input folder."
-        return True
+        return missing_input_file(file, "Keypoint file")
 
     @classmethod
     def fingerprint_inputs(cls, file: str) -> str:
-        with open(_resolve(file), "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        return input_file_sha256(file)
 
     @classmethod
     def execute(cls, file: str) -> io.NodeOutput:
-        frames = load_pose_keypoint_file(_resolve(file))
+        frames = load_pose_keypoint_file(resolve_input_file(file))
         people = count_people(frames)
         text = f"{len(frames)} frame(s), people per frame: {people}"
         return io.NodeOutput(frames, ui={"text": [text]})

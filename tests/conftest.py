@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,14 @@ def comfy_server(tmp_path_factory, comfyui_path, random_models, anny_cache_dir):
             log_copy.write_text(server.log_text())
         except OSError:
             pass
+
+
+@pytest.fixture(scope="session")
+def sample_inputs(comfy_server) -> tuple[str, str]:
+    """The sample photo and its hand-annotated keypoints, copied into the server's input folder."""
+    for name in ("camera.png", "camera.json"):
+        shutil.copy(PACK_ROOT / "samples" / name, comfy_server.input_dir / name)
+    return "camera.png", "camera.json"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,12 +16,6 @@ pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"
 
 
-@pytest.fixture(scope="module")
-def photo(comfy_server):
-    for name in ("camera.png", "camera.json"):
-        shutil.copy(SAMPLES / name, comfy_server.input_dir / name)
-
-
 def graph() -> dict:
     return json.loads((PACK_ROOT / "workflows" / "api" / "refsd_avatar_maps.json").read_text())
 
@@ -31,7 +24,7 @@ def image(comfy, result, node: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(comfy.download(result.outputs[node]["images"][0]))).convert("RGB"))
 
 
-def test_render_avatar_graph_returns_every_map(comfy, photo):
+def test_render_avatar_graph_returns_every_map(comfy, sample_inputs):
     result = run_ok(comfy, graph())
     maps = {name: image(comfy, result, node) for name, node in
             (("avatar", "8"), ("depth", "9"), ("normal", "10"), ("pose", "11"), ("parts", "12"), ("edges", "13"),
@@ -54,7 +47,7 @@ def test_render_avatar_graph_returns_every_map(comfy, photo):
     assert "deformed" in neg or "blurry" in neg
 
 
-def test_same_seed_same_people_other_seed_other_people(comfy, photo):
+def test_same_seed_same_people_other_seed_other_people(comfy, sample_inputs):
     a = run_ok(comfy, graph())
     b = run_ok(comfy, graph())
     g = graph()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,13 +16,7 @@ pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"
 
 
-@pytest.fixture(scope="module")
-def photo(comfy_server):
-    for name in ("camera.png", "camera.json"):
-        shutil.copy(SAMPLES / name, comfy_server.input_dir / name)
-
-
-def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, photo):
+def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, sample_inputs):
     prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
     # also save the person mask to check "unchanged outside it"
     prompt["90"] = {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}}
@@ -46,7 +39,7 @@ def test_render_only_graph_replaces_the_person_and_leaks_nothing(comfy, photo):
 
 
 @pytest.mark.parametrize("name", ["refsd_full", "refsd_canny"])
-def test_diffusion_graphs_run_on_the_random_models(comfy, photo, random_models, name):
+def test_diffusion_graphs_run_on_the_random_models(comfy, sample_inputs, random_models, name):
     """refsd_full / refsd_canny (crop -> img2img with two ControlNets -> paste -> save) at 64x64 crops.
 
     With random weights the refined pixels are meaningless; the test checks the graph's

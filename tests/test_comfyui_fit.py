@@ -20,13 +20,6 @@ pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"
 
 
-@pytest.fixture(scope="module")
-def photo(comfy_server):
-    for name in ("camera.png", "camera.json"):
-        shutil.copy(SAMPLES / name, comfy_server.input_dir / name)
-    return "camera.png", "camera.json"
-
-
 def fit_graph(image="camera.png", keypoints="camera.json", model="anny") -> dict:
     prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_fit_body.json").read_text())
     prompt["1"]["inputs"]["image"] = image
@@ -35,7 +28,7 @@ def fit_graph(image="camera.png", keypoints="camera.json", model="anny") -> dict
     return prompt
 
 
-def test_fit_body_graph_on_real_photo(comfy, comfy_server, photo):
+def test_fit_body_graph_on_real_photo(comfy, comfy_server, sample_inputs):
     result = run_ok(comfy, fit_graph())
     fits = result.outputs["5"]["body_fits"]
     assert len(fits) == 1
@@ -58,7 +51,7 @@ def test_fit_body_graph_on_real_photo(comfy, comfy_server, photo):
     assert diff[:40, 400:].mean() == 0.0  # sky, far from the person
 
 
-def test_load_body_fit_round_trip_in_graph(comfy, comfy_server, photo):
+def test_load_body_fit_round_trip_in_graph(comfy, comfy_server, sample_inputs):
     result = run_ok(comfy, fit_graph())
     rec = result.outputs["5"]["files"][0]
     src = comfy_server.output_dir / rec["subfolder"] / rec["filename"]
@@ -71,7 +64,7 @@ def test_load_body_fit_round_trip_in_graph(comfy, comfy_server, photo):
     assert again.outputs["2"]["body_fits"] == result.outputs["5"]["body_fits"]
 
 
-def test_smplx_dropdown_and_fit(comfy, comfy_server, photo):
+def test_smplx_dropdown_and_fit(comfy, comfy_server, sample_inputs):
     smplx_dir = comfy_server.models_dir / "smplx"
     smplx_dir.mkdir(exist_ok=True)
     write_synthetic_smplx(smplx_dir, gender="neutral", seed=1)
@@ -82,7 +75,7 @@ def test_smplx_dropdown_and_fit(comfy, comfy_server, photo):
     assert fit.model_id.startswith("smplx") and fit.num_people == 1
 
 
-def test_bad_inputs_fail_clearly_and_server_stays_up(comfy, comfy_server, photo):
+def test_bad_inputs_fail_clearly_and_server_stays_up(comfy, comfy_server, sample_inputs):
     # a pickled SMPL-X file is refused with the official site in the message
     smplx_dir = comfy_server.models_dir / "smplx"
     smplx_dir.mkdir(exist_ok=True)

@@ -15,6 +15,7 @@ from refsd.errors import RefSDError
 from refsd.fit import BodyFit, BodyFitter, FitError, FitOptions
 from refsd.fit.api import fit_pose_keypoint
 from refsd.fit.kinematics import axis_angle_to_matrix, matrix_to_axis_angle, rot_x, rot_y
+from refsd.fit.metrics import pa_mpjpe
 from refsd.keypoints import KeypointError, from_array, to_pose_keypoint
 from refsd.render.camera import Camera
 
@@ -53,17 +54,6 @@ def pose_person(model, yaw_deg=30.0, dist=4.0, x=0.0, pitch_deg=10.0, body_pose=
 
 def kp_array(uv: np.ndarray, conf: float = 0.9) -> np.ndarray:
     return np.concatenate([uv, np.full((len(uv), 1), conf)], 1)
-
-
-def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
-    mx, my = pred.mean(0), gt.mean(0)
-    X, Y = pred - mx, gt - my
-    U, s, Vt = np.linalg.svd(X.T @ Y)
-    d = np.sign(np.linalg.det(U @ Vt))
-    D = np.diag([1, 1, d])
-    R = U @ D @ Vt
-    scale = (s * np.diag(D)).sum() / (X**2).sum()
-    return float(np.linalg.norm(scale * X @ R + my - gt, axis=1).mean())
 
 
 def fitted_output(model, person):

@@ -92,7 +92,7 @@ from ..keypoints import FrameKeypoints, PersonKeypoints, face68_to_face70, to_po
 from ..pose_draw import draw_pose
 from .camera import Camera, RenderError
 from .raster import Fragments, rasterize
-from .scene import fit_camera, fit_output
+from .scene import fit_camera, fit_output, person_masks_from
 
 if TYPE_CHECKING:
     from ..body.base import BodyModel, BodyOutput
@@ -468,7 +468,7 @@ def render_passes_from_output(
         shaded = _shade(fr, win, verts, colors, part_labels.to(device), camera, light, depth_far, normal_background)
         rgb = shaded["rgb"]
         alpha = fr.mask.to(torch.float32)
-        person_masks = (fr.person_idx.unsqueeze(0) == torch.arange(P, device=device).view(P, 1, 1)).to(torch.float32)
+        person_masks = person_masks_from(fr, P)
         box = None
         if win.numel():
             cols = win.remainder(W)

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from .camera import Camera, RenderError
+from .raster import Fragments, rasterize
 
 if TYPE_CHECKING:
     from ..body.base import BodyModel, BodyOutput
     from ..fit.result import BodyFit
 
-__all__ = ["fit_camera", "fit_output"]
+__all__ = ["fit_camera", "fit_output", "person_masks_from", "fit_person_masks"]
 
 
 def fit_camera(fit) -> Camera:
@@ -98,3 +99,18 @@ def fit_output(model: BodyModel, fit: BodyFit) -> BodyOutput:
             face=sc(out.face),
         )
     return out
+
+
+def person_masks_from(fragments: Fragments, num_people: int) -> torch.Tensor:
+    """``(P, H, W)`` float silhouettes of each person's visible pixels."""
+    ids = torch.arange(num_people, device=fragments.person_idx.device).view(num_people, 1, 1)
+    return (fragments.person_idx.unsqueeze(0) == ids).to(torch.float32)
+
+
+def fit_person_masks(model: BodyModel, fit: BodyFit) -> torch.Tensor:
+    """Visible silhouette of every fitted person ``(P, H, W)`` (one forward, one rasterization)."""
+    cam = fit_camera(fit)
+    if not fit.people:
+        return torch.zeros(0, cam.height, cam.width, device=model.device)
+    verts = fit_output(model, fit).vertices.float()
+    return person_masks_from(rasterize(verts, model.faces, cam), len(fit.people))
