@@ -19,6 +19,7 @@ from ..refsd.attributes import (
     AttributesError,
     PersonAttributes,
     build_image_prompt,
+    parse_choice_weights,
 )
 from ..refsd.avatar import AttributeSource, render_avatars
 from ._common import ATTRIBUTES, BODY_FIT, BODY_MODEL, CATEGORY, POSE_KEYPOINT
@@ -27,25 +28,7 @@ SKIN_TONE_NAMES = list(SKIN_TONES)
 COLOR_NAMES = list(COLORS)
 
 
-def _choice_weights(text: str, allowed: list[str], what: str) -> dict[str, float] | None:
-    """'all' / '' -> None (the default table); 'a, b, c' -> equal weights; 'a:2, b:1' -> weights."""
-    text = (text or "").strip()
-    if text.lower() in ("", "all", "default"):
-        return None
-    out: dict[str, float] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, _, w = item.partition(":")
-        name = name.strip()
-        if name not in allowed:
-            raise AttributesError(f"{what}: unknown value {name!r}; allowed: {', '.join(allowed)}")
-        try:
-            out[name] = float(w) if w.strip() else 1.0
-        except ValueError as e:
-            raise AttributesError(f"{what}: weight {w!r} of {name!r} is not a number (write name:weight)") from e
-    return out
+_choice_weights = parse_choice_weights
 
 
 class Attributes(io.ComfyNode):
@@ -189,7 +172,7 @@ class RenderAvatar(io.ComfyNode):
                 f"the body fits are for images of different sizes {sorted(sizes)}; render them in separate batches."
             )
         pbar = comfy.utils.ProgressBar(len(body_fit))
-        passes, _people = render_avatars(
+        passes, people = render_avatars(
             model, body_fit, attributes, progress=lambda done, total: pbar.update_absolute(done, total),
             keep_size=keep_size, draw_hands=draw_hands, draw_face=draw_face,
         )
@@ -205,6 +188,8 @@ class RenderAvatar(io.ComfyNode):
             kps,
             _stack([p.parts for p in passes]),
             _stack([p.edges for p in passes]),
+            # the attributes actually drawn, per image and person: headless runs read them from /history
+            ui={"attributes": [[a.to_dict() for a in ppl] for ppl in people]},
         )
 
 

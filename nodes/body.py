@@ -158,7 +158,12 @@ class FitBody(io.ComfyNode):
         text = [f"image {i}: {f.num_people} fitted, {len(f.skipped)} skipped" for i, f in enumerate(fits)]
         for f in fits:
             text.extend(f.warnings)
-        return io.NodeOutput(fits, overlays.to(image.dtype), ui={"text": text})
+        quality = [
+            {"people": f.num_people, "rms_px": [round(p.reproj_error_px, 2) for p in f.people],
+             "quality": [p.quality for p in f.people], "skipped": f.skipped}
+            for f in fits
+        ]  # per image, for headless runs reading /history
+        return io.NodeOutput(fits, overlays.to(image.dtype), ui={"text": text, "fit": quality})
 
 
 class SaveBodyFit(io.ComfyNode):

@@ -7,19 +7,10 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..refsd.composite import CompositeError, composite, leak_ratio, person_mask, remove_people
-from ..refsd.crop import crop, crop_boxes, paste
-from ..refsd.render.scene import fit_person_masks
+from ..refsd.composite import composite, leak_ratio, no_survivors, remove_people
+from ..refsd.stages import crop_batch, crop_mask_batch, paste_crops, people_crop_boxes, region_masks
+from ..refsd.stages import pick as _pick
 from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
-
-
-def _pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
-    """Image/mask ``i`` of a batch; a batch of one is used for every image."""
-    if batch is None:
-        return None
-    if batch.shape[0] != 1 and i >= batch.shape[0]:
-        raise CompositeError(f"a batch of {batch.shape[0]} was given where {i + 1} or more images are processed")
-    return batch[min(i, batch.shape[0] - 1)]
 
 
 class PersonMask(io.ComfyNode):
@@ -57,10 +48,7 @@ class PersonMask(io.ComfyNode):
         unions, people = [], []
         pbar = comfy.utils.ProgressBar(len(body_fit))
         for i, fit in enumerate(body_fit):
-            fitted = fit_person_masks(model, fit).cpu()
-            extra = [m for m in (_pick(mask, i), _pick(avatar_mask, i)) if m is not None]
-            user = torch.stack(extra).amax(0).cpu() if extra else None
-            union, per = person_mask(fitted, user, margin)
+            union, per = region_masks(model, fit, margin, (_pick(mask, i), _pick(avatar_mask, i)))
             unions.append(union)
             people.extend(per)
             pbar.update_absolute(i + 1, len(body_fit))
@@ -120,16 +108,22 @@ class Composite(io.ComfyNode):
                                tooltip="Softness of the people's edges in pixels (inwards)."),
                 io.Float.Input("match_color", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="How far to move the people's colour balance and exposure towards the scene."),
+                io.Image.Input(
+                    "original", optional=True,
+                    tooltip="Optional: the input photo. Region pixels that happen to equal it (a dark new coat over a "
+                    "dark old one) are nudged by 4/255, so no pixel of the original person survives (leak ratio 0).",
+                ),
             ],
             outputs=[io.Image.Output(display_name="IMAGE", tooltip="The pseudonymized image(s).")],
         )
 
     @classmethod
-    def execute(cls, background, people, people_mask, region, feather, match_color) -> io.NodeOutput:
+    def execute(cls, background, people, people_mask, region, feather, match_color, original=None) -> io.NodeOutput:
         out = []
         for i in range(background.shape[0]):
             out.append(
-                composite(background[i], _pick(people, i), _pick(people_mask, i), _pick(region, i), feather, match_color)
+                composite(background[i], _pick(people, i), _pick(people_mask, i), _pick(region, i), feather, match_color,
+                          original=_pick(original, i))
                 .to(background.dtype)
             )
         return io.NodeOutput(torch.stack(out))
@@ -218,28 +212,9 @@ class CropPeople(io.ComfyNode):
     @classmethod
     def execute(cls, image, body_fit, person_masks, width, height, context, depth=None, pose=None, edges=None,
                 mask=None) -> io.NodeOutput:
-        counts = [f.num_people for f in body_fit]
-        if sum(counts) != person_masks.shape[0]:
-            raise CompositeError(
-                f"{person_masks.shape[0]} person masks for {sum(counts)} fitted people; connect RefSD Person Mask's "
-                "person_masks output made from the same body fit."
-            )
-        boxes, start = [], 0
-        for i, n in enumerate(counts):
-            boxes += crop_boxes(person_masks[start:start + n].cpu(), width, height, context, image_index=i)
-            start += n
-        if not boxes:
-            raise CompositeError("no person to crop (every mask is empty); check the fit and the person masks.")
-
-        def crops(batch, padding):
-            if batch is None:
-                return torch.zeros(len(boxes), height, width, 3)
-            return torch.stack([crop(_pick(batch, b.image_index).cpu(), b, padding=padding) for b in boxes])
-
-        masks = (torch.stack([crop(_pick(mask, b.image_index).cpu()[..., None], b, padding="zeros")[..., 0]
-                              for b in boxes]) if mask is not None else torch.zeros(len(boxes), height, width))
-        return io.NodeOutput(crops(image, "border"), crops(depth, "zeros"), crops(pose, "zeros"),
-                             crops(edges, "zeros"), masks, boxes)
+        boxes = people_crop_boxes([f.num_people for f in body_fit], person_masks, width, height, context)
+        return io.NodeOutput(crop_batch(image, boxes, "border"), crop_batch(depth, boxes), crop_batch(pose, boxes),
+                             crop_batch(edges, boxes), crop_mask_batch(mask, boxes), boxes)
 
 
 class PastePeople(io.ComfyNode):
@@ -259,19 +234,19 @@ class PastePeople(io.ComfyNode):
                 io.Image.Input("crops", tooltip="The refined crops, in RefSD Crop People's order."),
                 CROPS.Input("crop_boxes", tooltip="RefSD Crop People's CROPS output."),
                 io.Mask.Input("mask", optional=True, tooltip="Optional mask in the full images' pixels limiting the paste."),
+                io.Image.Input(
+                    "original", optional=True,
+                    tooltip="Optional: the input photo. With a mask, pixels inside it that happen to equal the photo "
+                    "are nudged by 4/255, so no pixel of the original person survives.",
+                ),
             ],
             outputs=[io.Image.Output(display_name="IMAGE", tooltip="The images with the crops pasted back.")],
         )
 
     @classmethod
-    def execute(cls, image, crops, crop_boxes, mask=None) -> io.NodeOutput:
-        if crops.shape[0] != len(crop_boxes):
-            raise CompositeError(f"{crops.shape[0]} crops for {len(crop_boxes)} crop boxes; keep the sampler's batch.")
-        out = [image[i].clone() for i in range(image.shape[0])]
-        for c, box in zip(crops, crop_boxes, strict=True):
-            if tuple(c.shape[:2]) != (box.height, box.width):
-                c = torch.nn.functional.interpolate(c.permute(2, 0, 1)[None], size=(box.height, box.width),
-                                                    mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-            i = box.image_index
-            out[i] = paste(out[i], c, box, mask=_pick(mask, i))
-        return io.NodeOutput(torch.stack(out).to(image.dtype))
+    def execute(cls, image, crops, crop_boxes, mask=None, original=None) -> io.NodeOutput:
+        out = paste_crops(image, crops, crop_boxes, mask)
+        if original is not None and mask is not None:
+            out = torch.stack([no_survivors(out[i], _pick(original, i), _pick(mask, i)).to(out.dtype)
+                               for i in range(out.shape[0])])
+        return io.NodeOutput(out)

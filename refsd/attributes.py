@@ -96,6 +96,7 @@ __all__ = [
     "build_prompt",
     "build_image_prompt",
     "estimate_clip_tokens",
+    "parse_choice_weights",
 ]
 
 
@@ -1242,3 +1243,27 @@ def estimate_clip_tokens(text: str) -> int:
     for tok in re.findall(r"[a-z]+|\d+|[^\sa-z\d]", str(text).lower()):
         n += 1 + (max(0, len(tok) - 8) + 7) // 8 if tok.isalpha() else 1
     return n
+
+
+def parse_choice_weights(text: str | None, allowed: Iterable[str], what: str) -> dict[str, float] | None:
+    """A weight table from text, as the nodes and the command line take it: ``"all"`` / ``""``
+    -> None (RefSD's default table); ``"a, b, c"`` -> equal weights; ``"a:2, b:1"`` -> weights.
+    Unknown names and non-numeric weights raise :class:`AttributesError` listing the allowed values."""
+    allowed = list(allowed)
+    text = (text or "").strip()
+    if text.lower() in ("", "all", "default"):
+        return None
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, w = item.partition(":")
+        name = name.strip()
+        if name not in allowed:
+            raise AttributesError(f"{what}: unknown value {name!r}; allowed: {', '.join(allowed)}")
+        try:
+            out[name] = float(w) if w.strip() else 1.0
+        except ValueError as e:
+            raise AttributesError(f"{what}: weight {w!r} of {name!r} is not a number (write name:weight)") from e
+    return out

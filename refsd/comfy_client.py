@@ -196,8 +196,11 @@ class ComfyClient:
         return PromptResult(prompt_id, hist.get("outputs", {}), hist.get("status", {}), error, time.monotonic() - t0)
 
     # -- files -----------------------------------------------------------------------------------
-    def upload(self, path: str | Path, subfolder: str = "", overwrite: bool = True, kind: str = "input") -> dict:
-        """Upload a file into the server's input folder (``/upload/image`` accepts any file)."""
+    def upload(
+        self, path: str | Path, subfolder: str = "", overwrite: bool = True, kind: str = "input", name: str | None = None
+    ) -> dict:
+        """Upload a file into the server's input folder (``/upload/image`` accepts any file), as ``name``
+        (default: the file's own name)."""
         path = Path(path)
         boundary = uuid.uuid4().hex
         parts = []
@@ -205,7 +208,7 @@ class ComfyClient:
         for k, v in fields.items():
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
         parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name or path.name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n".encode()
         )
         parts.append(path.read_bytes())

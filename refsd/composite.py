@@ -22,6 +22,7 @@ __all__ = [
     "person_mask",
     "remove_people",
     "composite",
+    "no_survivors",
     "leak_ratio",
 ]
 
@@ -151,6 +152,26 @@ def _gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
     return m[0, 0]
 
 
+def no_survivors(
+    output: torch.Tensor, original: torch.Tensor, region: torch.Tensor, tol: float = 2.0 / 255
+) -> torch.Tensor:
+    """``output`` with every pixel inside ``region`` that still equals ``original`` (every channel
+    within ``tol``, :func:`leak_ratio`'s test) moved ``2 * tol`` further away, towards mid-grey.
+
+    New content can match the old by chance (a dark rendered coat over a dark coat, plain
+    sky); the change is invisible (under 2/255 beyond the tolerance) and makes "no pixel of
+    the original person survives" hold by construction. Outside ``region`` nothing changes.
+    """
+    o = _check_image(original)
+    p = _check_image(output.to(o.device), "output")
+    if o.shape != p.shape:
+        raise CompositeError(f"original {tuple(o.shape)} and output {tuple(p.shape)} differ in size")
+    reg = _check_mask(region.to(o.device), o.shape[:2], "region") > 0.5
+    same = (((p - o).abs() <= tol).all(-1) & reg)[..., None]
+    away = torch.where(o < 0.5, o + 3 * tol, o - 3 * tol)  # a full 3 tol from the original, inside [0, 1]
+    return torch.where(same, away.to(output.dtype), output.to(o.device))
+
+
 def composite(
     background: torch.Tensor,
     person: torch.Tensor,
@@ -158,6 +179,7 @@ def composite(
     region: torch.Tensor,
     feather_px: float = 1.5,
     match_color: float = 0.5,
+    original: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Put the new people (rendered or refined) over the cleaned background.
 
@@ -166,6 +188,8 @@ def composite(
     ``region`` changes.
     ``match_color`` (0..1) moves the people's per-channel mean towards the scene's mean in a
     ring around ``region`` (exposure and white balance), by that fraction in log space.
+    With ``original`` (the input photo), region pixels that happen to equal it are nudged
+    (:func:`no_survivors`), so the privacy check's leak ratio is 0 by construction.
     """
     bg = _check_image(background)
     H, W = bg.shape[:2]
@@ -191,7 +215,8 @@ def composite(
             gain = gain.clamp(0.5, 2.0)
             fg = (fg * gain).clamp(0, 1)
     out = bg * (1 - alpha[..., None]) + fg * alpha[..., None]
-    return torch.where(reg[..., None], out, bg)
+    out = torch.where(reg[..., None], out, bg)
+    return out if original is None else no_survivors(out, original, reg.float())
 
 
 def leak_ratio(

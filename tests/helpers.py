@@ -18,3 +18,39 @@ def run_ok(client: ComfyClient, prompt: dict, timeout: float = 600) -> PromptRes
             + "".join(err.get("traceback", [])[-6:])
         )
     return result
+
+
+def external_object_info() -> dict:
+    """/object_info entries of the node types the shipped workflows use from packs that cannot be
+    installed here (comfyui_controlnet_aux's DWPreprocessor), as scripts/build_workflows.py declares them."""
+    import importlib.util
+
+    from refsd.comfy_server import PACK_ROOT
+
+    spec = importlib.util.spec_from_file_location("build_workflows", PACK_ROOT / "scripts" / "build_workflows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.DWPOSE_OBJECT_INFO
+
+
+def use_test_models(prompt: dict, random_models: dict, image: str = "camera.png", keypoints: str = "camera.json",
+                    size: int = 64, steps: int = 2) -> dict:
+    """A shipped workflow made runnable on the random test models: model names, small sizes, few steps."""
+    import copy
+
+    p = copy.deepcopy(prompt)
+    for node in p.values():
+        ins, ct = node["inputs"], node["class_type"]
+        if ct == "CheckpointLoaderSimple":
+            ins["ckpt_name"] = random_models["checkpoint"].name
+        elif ct == "ControlNetLoader":
+            ins["control_net_name"] = random_models["controlnet"].name
+        elif ct in ("RefSDCropPeople", "EmptyLatentImage", "RefSDDrawPoseKeypoints") and "width" in ins:
+            ins.update(width=size, height=size)
+        elif ct in ("KSampler", "KSamplerAdvanced"):
+            ins["steps"] = steps
+        elif ct == "LoadImage":
+            ins["image"] = image
+        elif ct == "RefSDLoadPoseKeypoints":
+            ins["file"] = keypoints
+    return p

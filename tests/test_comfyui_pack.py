@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_ok
+from helpers import external_object_info, run_ok
 from PIL import Image
 
 from refsd.comfy_client import PromptRejected
@@ -183,7 +183,7 @@ def test_ui_workflows_are_exact_twins_of_api_workflows(comfy):
     """Each workflows/<name>.json converts back to workflows/api/<name>.json (same nodes, links, values)."""
     from refsd.workflow import api_to_ui, ui_to_api
 
-    info = comfy.object_info()
+    info = {**comfy.object_info(), **external_object_info()}
     api_files = sorted((WORKFLOWS / "api").glob("*.json"))
     assert {p.stem for p in api_files} == {p.stem for p in WORKFLOWS.glob("*.json")}
     for api_file in api_files:
@@ -194,3 +194,47 @@ def test_ui_workflows_are_exact_twins_of_api_workflows(comfy):
         assert strip(back) == strip(api), api_file.name
         # the shipped UI file is what the converter makes today (regenerate with scripts/build_workflows.py)
         assert api_to_ui(api, info) == ui, f"{api_file.name}: run scripts/build_workflows.py"
+
+
+def test_dwpose_workflow_structure(comfy):
+    """refsd_dwpose: comfyui_controlnet_aux is not installable here, so structure only. Its one node type
+    unknown to this server is DWPose's DWPreprocessor, used with the inputs and outputs that pack declares,
+    and everything downstream of the keypoints is identical to refsd_full."""
+    info = comfy.object_info()
+    dw_info = external_object_info()["DWPreprocessor"]
+    dw = json.loads((WORKFLOWS / "api" / "refsd_dwpose.json").read_text())
+    full = json.loads((WORKFLOWS / "api" / "refsd_full.json").read_text())
+    unknown = {k: v for k, v in dw.items() if v["class_type"] not in info}
+    assert [v["class_type"] for v in unknown.values()] == ["DWPreprocessor"]
+    (nid, node), = unknown.items()
+    declared = {**dw_info["input"]["required"], **dw_info["input"]["optional"]}
+    assert set(node["inputs"]) == set(declared)
+    for name, value in node["inputs"].items():
+        typ = declared[name][0]
+        if isinstance(typ, list):
+            assert value in typ, (name, value)
+        elif typ == "IMAGE":
+            assert dw[value[0]]["class_type"] == "LoadImage"
+        else:
+            assert isinstance(value, int) and value % 64 == 0
+    # its POSE_KEYPOINT output (slot 1) feeds the fit, in place of the keypoint file
+    consumers = [(k, n, v) for k, node2 in dw.items() for n, v in node2["inputs"].items()
+                 if isinstance(v, list) and v[0] == nid]
+    assert [(dw[k]["class_type"], n, v[1]) for k, n, v in consumers] == [("RefSDFitBody", "pose_keypoint", 1)]
+    assert dw_info["output"][1] == "POSE_KEYPOINT"
+    strip = lambda p: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in p.items()}  # noqa: E731
+    rest_dw, rest_full = strip(dw), strip(full)
+    rest_dw[consumers[0][0]]["inputs"]["pose_keypoint"] = ["keypoints", 0]
+    rest_full[consumers[0][0]]["inputs"]["pose_keypoint"] = ["keypoints", 0]
+    del rest_dw[nid], rest_full[nid]
+    assert rest_dw == rest_full
+
+
+def test_every_ui_workflow_has_a_thumbnail_the_template_browser_can_show(comfy):
+    for wf in sorted(WORKFLOWS.glob("*.json")):
+        thumb = WORKFLOWS / f"{wf.stem}.jpg"  # the frontend asks for <name>.jpg beside the template
+        assert thumb.is_file(), f"{wf.name} has no thumbnail {thumb.name}"
+        status, data = comfy._request("GET", f"/api/workflow_templates/{PACK_LINK_NAME}/{thumb.name}")
+        assert status == 200 and data == thumb.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.format == "JPEG" and min(im.size) >= 128

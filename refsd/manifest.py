@@ -1,0 +1,164 @@
+"""Dataset runs: the input folder scan, per-image seeds and the JSONL manifest.
+
+Shared by ``refsd run`` (ComfyUI servers) and ``refsd pseudonymize`` (diffusers, Ray), so
+both write the same schema. One JSON object per line, one line per image once the run
+is compacted::
+
+    {"image": "sub/photo.png",          # relative to the input folder, '/'-separated
+     "status": "ok" | "error" | "skipped",
+     "outputs": ["sub/photo_refsd.png"], # relative to the output folder
+     "seed": 123,                        # the per-image seed actually used
+     "attributes": [[{...}, ...]],       # sampled attributes, per image of the batch, per person
+     "fit": {"people": 1, "rms_px": [13.1], "quality": ["good"]},
+     "leak_ratio": 0.0, "privacy_passed": true,
+     "error": null,                      # the message when status != "ok"
+     "attempts": 1, "seconds": 4.2, "worker": "http://127.0.0.1:8188",
+     "finished": "2026-11-27T21:00:00+00:00"}
+
+Resuming: records are appended (flushed and fsynced line by line), the last record of an
+image wins, a half-written last line (a killed run) is ignored, and an image counts as
+finished only when its record says ``ok`` and every listed output file exists. At the
+start of a run the manifest is rewritten (atomically) with one line per image.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Manifest",
+    "image_seed",
+    "list_images",
+    "keypoints_for",
+    "output_stem",
+    "now_iso",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+STATUSES = ("ok", "error", "skipped")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` (by suffix, sorted, hidden files skipped).
+
+    Non-image files are not listed; whether an image file can actually be decoded is
+    checked per image by the run (a corrupt file becomes an ``error`` record).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist (pass a folder of images)")
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    files = [
+        p for p in it
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def keypoints_for(image: Path, image_root: Path, keypoint_root: Path | None) -> Path | None:
+    """The keypoint JSON with the image's name: ``<stem>.json`` beside the image (same
+    relative path under ``keypoint_root`` when given), or ``<image name>.json``."""
+    rel = image.relative_to(image_root)
+    base = (keypoint_root / rel) if keypoint_root is not None else image
+    for cand in (base.with_suffix(".json"), base.with_name(base.name + ".json")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def image_seed(base_seed: int, image_key: str) -> int:
+    """A per-image seed from the run's seed and the image's relative path.
+
+    Independent of the order, the worker and the number of workers, so a resumed, a
+    distributed and a single-process run give every image the same seed.
+    """
+    h = hashlib.blake2b(f"{int(base_seed)}:{image_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & 0xFFFFFFFF  # fits every seed widget (RefSD: 32 bit)
+
+
+def output_stem(image_key: str) -> str:
+    """A flat, collision-free file stem for an image key (``a/b.png`` -> ``a__b``)."""
+    stem = image_key.rsplit(".", 1)[0] if "." in image_key.rsplit("/", 1)[-1] else image_key
+    return stem.replace("/", "__")
+
+
+class Manifest:
+    """The JSONL manifest of one output folder (thread-safe appends)."""
+
+    def __init__(self, path: str | Path, output_dir: str | Path | None = None):
+        self.path = Path(path)
+        self.output_dir = Path(output_dir) if output_dir is not None else self.path.parent
+        self._lock = threading.Lock()
+        self.records: dict[str, dict[str, Any]] = {}
+        self.skipped_lines = 0
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        self.skipped_lines += 1  # a line cut short by a killed run
+                        continue
+                    if isinstance(rec, dict) and isinstance(rec.get("image"), str):
+                        self.records[rec["image"]] = rec
+
+    def is_done(self, image_key: str) -> bool:
+        rec = self.records.get(image_key)
+        if not rec or rec.get("status") != "ok":
+            return False
+        return all((self.output_dir / o).is_file() for o in rec.get("outputs", []))
+
+    def compact(self, keep: Iterable[str] | None = None) -> None:
+        """Rewrite the file with one line per image (the last record), atomically."""
+        with self._lock:
+            keys = list(self.records) if keep is None else [k for k in keep if k in self.records]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for k in keys:
+                    f.write(json.dumps(self.records[k], sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append one record (fills defaults, validates ``status``) and flush it to disk."""
+        if record.get("status") not in STATUSES:
+            raise ValueError(f"manifest status must be one of {STATUSES}, got {record.get('status')!r}")
+        rec = {
+            "image": record["image"], "status": record["status"], "outputs": [], "seed": None,
+            "attributes": None, "fit": None, "leak_ratio": None, "privacy_passed": None, "error": None,
+            "attempts": 1, "seconds": None, "worker": None, "finished": now_iso(),
+        }
+        rec.update(record)
+        line = json.dumps(rec, sort_keys=True)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self.records[rec["image"]] = rec
+        return rec
+
+    def summary(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for rec in self.records.values():
+            out[rec.get("status", "error")] = out.get(rec.get("status", "error"), 0) + 1
+        return out
