@@ -206,6 +206,8 @@ class _Runner:
         if self.bar is None:
             return
         with self.lock:
+            if self.status.get(server) == text:
+                return
             self.status[server] = text
             self.bar.set_postfix_str(" | ".join(f"{s.split('//')[-1]}: {t}" for s, t in self.status.items()),
                                      refresh=True)

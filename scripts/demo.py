@@ -1,22 +1,23 @@
-"""RefSD demo: run the pack's example graphs headless in a real ComfyUI server.
+"""RefSD demo: pseudonymize the sample photos headless, through a real ComfyUI server.
 
-It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``), links this
-pack into it, uploads the sample photo and its hand-annotated keypoints from ``samples/``,
-and runs
+It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``) with this pack,
+and runs ``refsd run`` (:mod:`refsd.run`) over ``samples/`` (the CC0 photo ``camera.png``
+and its hand-annotated keypoints ``camera.json``): each image is uploaded, the workflow
+runs, and the pseudonymized image, the body fit and ``manifest.jsonl`` (seed, sampled
+attributes, fit quality, leak ratio) land in ``--output``.
 
-* ``workflows/api/refsd_render_only.json``: the person replaced by a rendered synthetic
-  person (fit, sampled attributes, render, person mask, removal, composite, privacy check;
-  CPU, no model files) -> ``pseudonymized_*.png``;
-* ``workflows/api/refsd_avatar_maps.json``: every ControlNet map of the avatar;
-* ``workflows/api/refsd_pose_controlnet.json``: the keypoints through an OpenPose ControlNet
-  and KSampler,
+* Default: ``workflows/refsd_render_only.json`` (the UI-format file you would drag into
+  ComfyUI): fit, sampled attributes, render, removal, composite, privacy check. CPU, no
+  model files.
+* With an SD1.5 checkpoint and the depth and OpenPose ControlNets, ``workflows/refsd_full.json``
+  (per-person img2img refinement)::
 
-writing every image and the body fit JSON to ``--output``.
+      REFSD_CHECKPOINT=/models/v1-5-pruned-emaonly.safetensors \\
+      REFSD_CONTROLNET_DEPTH=/models/control_v11f1p_sd15_depth.pth \\
+      REFSD_CONTROLNET_OPENPOSE=/models/control_v11p_sd15_openpose.pth make demo
 
-Models: set ``REFSD_CHECKPOINT`` (an SD1.5 checkpoint) and ``REFSD_CONTROLNET_OPENPOSE``
-(e.g. control_v11p_sd15_openpose.pth) to use real ones. Without them the demo builds
-random-weight test models (offline; the picture is noise, the skeleton is real) and runs
-at 64x64 with 2 steps.
+  ``--random-models`` runs ``refsd_full`` on random-weight test models instead (64x64 crops,
+  2 steps: checks the plumbing; the refined pixels are noise).
 """
 
 from __future__ import annotations
@@ -34,30 +35,45 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from refsd.comfy_server import ComfyServer, find_comfyui  # noqa: E402
+from refsd.run import RunOptions, run_folder  # noqa: E402
+
+MODEL_ENV = {"REFSD_CHECKPOINT": "checkpoints", "REFSD_CONTROLNET_DEPTH": "controlnet",
+             "REFSD_CONTROLNET_OPENPOSE": "controlnet"}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", type=Path, default=ROOT / "output", help="folder for the results")
-    ap.add_argument("--keypoints", type=Path, default=ROOT / "samples" / "camera.json")
-    ap.add_argument("--photo", type=Path, default=ROOT / "samples" / "camera.png")
+    ap.add_argument("--input", type=Path, default=ROOT / "samples", help="folder of photos + keypoint JSONs")
+    ap.add_argument("--seed", type=int, default=0, help="run seed (per-image seeds derive from it)")
+    ap.add_argument("--random-models", action="store_true",
+                    help="run refsd_full on random-weight test models (plumbing check, noise output)")
     args = ap.parse_args()
     t0 = time.time()
     cache = Path(os.environ.get("REFSD_CACHE_DIR") or ROOT / ".cache")
     comfyui = find_comfyui()
 
-    ckpt = os.environ.get("REFSD_CHECKPOINT")
-    cnet = os.environ.get("REFSD_CONTROLNET_OPENPOSE")
-    real_models = bool(ckpt and cnet)
-    if not real_models:
-        models = cache / "test-models"
-        subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "make_random_models.py"), str(models)],
-            check=True, env=dict(os.environ, COMFYUI_PATH=str(comfyui)),
-        )
-        info = json.loads((models / "models.json").read_text())
-        ckpt, cnet = str(models / info["checkpoint"]), str(models / info["controlnet"])
-        print("REFSD_CHECKPOINT / REFSD_CONTROLNET_OPENPOSE not set: using random-weight test models (noise output).")
+    models = {k: os.environ.get(k) for k in MODEL_ENV}
+    given = [k for k, v in models.items() if v]
+    if given and len(given) < len(MODEL_ENV):
+        print(f"set all of {', '.join(MODEL_ENV)} to run refsd_full (missing: "
+              f"{', '.join(k for k in MODEL_ENV if k not in given)})", file=sys.stderr)
+        return 2
+    for k, v in models.items():
+        if v and not Path(v).is_file():
+            print(f"{k}={v}: no such file", file=sys.stderr)
+            return 2
+    overrides: list[str] = []
+    if args.random_models and not given:
+        test_models = cache / "test-models"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_random_models.py"), str(test_models)],
+                       check=True, env=dict(os.environ, COMFYUI_PATH=str(comfyui)))
+        info = json.loads((test_models / "models.json").read_text())
+        models = {"REFSD_CHECKPOINT": str(test_models / info["checkpoint"]),
+                  "REFSD_CONTROLNET_DEPTH": str(test_models / info["controlnet"]),
+                  "REFSD_CONTROLNET_OPENPOSE": str(test_models / info["controlnet"])}
+        overrides = ["10.width=64", "10.height=64", "20.steps=2"]
+    full = all(models.values())
 
     base = cache / "demo-comfyui"
     if base.exists():
@@ -65,54 +81,38 @@ def main() -> int:
     (cache / "anny").mkdir(parents=True, exist_ok=True)
     (base / "models").mkdir(parents=True, exist_ok=True)
     (base / "models" / "anny").symlink_to(cache / "anny", target_is_directory=True)  # Anny cache, built once
-    for src, folder in ((Path(ckpt), "checkpoints"), (Path(cnet), "controlnet")):
-        d = base / "models" / folder
-        d.mkdir(parents=True, exist_ok=True)
-        (d / src.name).symlink_to(src.resolve())
+    if full:
+        for key, folder in MODEL_ENV.items():
+            src = Path(models[key]).resolve()
+            d = base / "models" / folder
+            d.mkdir(parents=True, exist_ok=True)
+            if not (d / src.name).exists():
+                (d / src.name).symlink_to(src)
+        overrides += [f"11.ckpt_name={Path(models['REFSD_CHECKPOINT']).name}",
+                      f"15.control_net_name={Path(models['REFSD_CONTROLNET_DEPTH']).name}",
+                      f"16.control_net_name={Path(models['REFSD_CONTROLNET_OPENPOSE']).name}"]
+    workflow = ROOT / "workflows" / ("refsd_full.json" if full else "refsd_render_only.json")
+    if not full:
+        print("No SD1.5 checkpoint/ControlNets given: running refsd_render_only (see the README to run refsd_full).")
 
-    prompt = json.loads((ROOT / "workflows" / "api" / "refsd_pose_controlnet.json").read_text())
-    prompt["1"]["inputs"]["ckpt_name"] = Path(ckpt).name
-    prompt["4"]["inputs"]["control_net_name"] = Path(cnet).name
-    prompt["5"]["inputs"]["file"] = args.keypoints.name
-    if not real_models:
-        prompt["6"]["inputs"].update(width=64, height=64)
-        prompt["8"]["inputs"].update(width=64, height=64)
-        prompt["9"]["inputs"]["steps"] = 2
-
-    maps = json.loads((ROOT / "workflows" / "api" / "refsd_avatar_maps.json").read_text())
-    maps["1"]["inputs"]["image"] = args.photo.name
-    maps["2"]["inputs"]["file"] = args.keypoints.name
-    maps["99"] = {"class_type": "RefSDSaveBodyFit", "inputs": {"body_fit": ["4", 0], "filename_prefix": "refsd/body_fit"}}
-    render_only = json.loads((ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
-    render_only["1"]["inputs"]["image"] = args.photo.name
-    render_only["2"]["inputs"]["file"] = args.keypoints.name
-
-    args.output.mkdir(parents=True, exist_ok=True)
-    written = []
     with ComfyServer(base, comfyui) as server:
-        client = server.client()
-        client.upload(args.keypoints)
-        client.upload(args.photo)
-        print(f"ComfyUI {server.url} running; pack import time {server.pack_import_seconds()} s")
-        for name, graph in (("render-only pseudonymization", render_only), ("avatar maps", maps),
-                            ("pose ControlNet", prompt)):
-            t1 = time.time()
-            result = client.run(graph)
-            if result.error:
-                print(f"the {name} graph failed: {result.error.get('exception_message')}", file=sys.stderr)
-                return 1
-            print(f"{name} graph: {time.time() - t1:.1f} s")
-            for out in result.outputs.values():
-                for rec in out.get("images", []) + out.get("files", []):
-                    dest = args.output / rec["filename"]
-                    dest.write_bytes(client.download(rec))
-                    written.append(dest)
-                if "text" in out:
-                    print("  " + " | ".join(map(str, out["text"])))
-    for p in written:
-        print(f"wrote {p}")
-    print(f"demo finished in {time.time() - t0:.1f} s; outputs in {args.output}")
-    return 0
+        print(f"ComfyUI {server.url} up in {time.time() - t0:.1f} s; pack import time {server.pack_import_seconds()} s")
+        t1 = time.time()
+        summary = run_folder(RunOptions(workflow=workflow, input_dir=args.input, output_dir=args.output,
+                                        servers=[server.url], seed=args.seed, overrides=overrides))
+        print(f"{workflow.name}: {summary} in {time.time() - t1:.1f} s")
+    for line in (args.output / "manifest.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        people = "; ".join(
+            f"{a.get('gender')}, {a.get('age'):.0f} y, skin {a.get('skin_tone')}, {a.get('top')}"
+            for a in (rec.get("attributes") or [[]])[0]
+        )
+        print(f"  {rec['image']}: {rec['status']}, leak ratio {rec['leak_ratio']}, fit {rec['fit']}, "
+              f"people: {people or '-'}" + (f", error: {rec['error']}" if rec.get("error") else ""))
+        for o in rec["outputs"]:
+            print(f"    wrote {args.output / o}")
+    print(f"demo finished in {time.time() - t0:.1f} s; outputs and manifest.jsonl in {args.output}")
+    return 0 if summary["error"] == 0 else 1
 
 
 if __name__ == "__main__":
