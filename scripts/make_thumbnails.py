@@ -24,6 +24,7 @@ from refsd.comfy_server import ComfyServer  # noqa: E402
 
 PANELS = {
     "refsd_render_only": ["photo", "result"],
+    "refsd_sd_removal": ["photo", "background", "result"],
     "refsd_full": ["photo", "depth", "pose", "result"],
     "refsd_canny": ["photo", "edges", "pose", "result"],
     "refsd_dwpose": ["photo", "pose", "depth", "result"],
@@ -38,7 +39,7 @@ def main() -> None:
     cache = Path(os.environ.get("REFSD_CACHE_DIR") or ROOT / ".cache")
     prompt = json.loads((ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
     saves = {"result": ["9", 0], "avatar": ["6", 0], "depth": ["6", 2], "normal": ["6", 3], "pose": ["6", 4],
-             "parts": ["6", 6], "edges": ["6", 7], "overlay": ["4", 1]}
+             "parts": ["6", 6], "edges": ["6", 7], "overlay": ["4", 1], "background": ["8", 0]}
     for i, (name, src) in enumerate(saves.items()):
         prompt[f"t{i}"] = {"class_type": "SaveImage", "inputs": {"images": src, "filename_prefix": f"thumb/{name}"}}
     with tempfile.TemporaryDirectory() as td:
