@@ -9,6 +9,7 @@ from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
 from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCheck, RemovePeople
 from .keypoints import LoadPoseKeypoints
 from .pose import DrawPoseKeypoints
+from .refine import PersonPrompts
 
 NODE_CLASSES = [
     LoadPoseKeypoints,
@@ -27,4 +28,5 @@ NODE_CLASSES = [
     PrivacyCheck,
     CropPeople,
     PastePeople,
+    PersonPrompts,
 ]

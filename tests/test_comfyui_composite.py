@@ -64,3 +64,34 @@ def test_diffusion_graphs_run_on_the_random_models(comfy, sample_inputs, random_
     assert out.shape == original.shape
     assert (out[~mask] == original[~mask]).all()
     assert result.outputs["25"]["passed"] == [True]
+
+
+def test_person_prompts_give_each_crop_its_own_description(comfy, comfy_server, sample_inputs, random_models):
+    """Two people (the annotated one and a smaller copy to the right): two crops, two different prompts
+    encoded as one conditioning batch, through the depth + OpenPose ControlNets and KSampler."""
+    from helpers import use_test_models
+
+    frames = json.loads((SAMPLES / "camera.json").read_text())
+    first = frames[0]["people"][0]["pose_keypoints_2d"]
+    second = []
+    for j in range(0, len(first), 3):
+        x, y, c = first[j:j + 3]
+        second += [360 + 0.4 * x, 200 + 0.4 * y, c] if c > 0 else [0, 0, 0]
+    frames[0]["people"] = [{"pose_keypoints_2d": first}, {"pose_keypoints_2d": second}]
+    (comfy_server.input_dir / "camera_two.json").write_text(json.dumps(frames))
+    prompt = use_test_models(json.loads((PACK_ROOT / "workflows" / "api" / "refsd_full.json").read_text()),
+                             random_models, "camera.png", "camera_two.json")
+    prompt["30"] = {"class_type": "RefSDPersonPrompts", "inputs": {
+        "clip": ["11", 1], "attributes": ["5", 0], "body_fit": ["4", 0], "crop_boxes": ["10", 5],
+        "extra_positive": "park", "extra_negative": ""}}
+    prompt["17"]["inputs"].update(positive=["30", 0], negative=["30", 1])
+    for node in ("12", "13", "14"):
+        del prompt[node]
+    result = run_ok(comfy, prompt)
+    texts = result.outputs["30"]["text"]
+    assert len(texts) == 2 and texts[0].startswith("crop 0 (image 0, person 0)")
+    assert texts[0].split(": ", 1)[1] != texts[1].split(": ", 1)[1]
+    assert all("park" in t for t in texts)
+    assert result.outputs["25"]["passed"] == [True]
+    out = Image.open(io.BytesIO(comfy.download(result.outputs["23"]["images"][0])))
+    assert out.size == (512, 512)
