@@ -111,7 +111,7 @@ class Composite(io.ComfyNode):
                 io.Image.Input(
                     "original", optional=True,
                     tooltip="Optional: the input photo. Region pixels that happen to equal it (a dark new coat over a "
-                    "dark old one) are nudged by 4/255, so no pixel of the original person survives (leak ratio 0).",
+                    "dark old one) are nudged to 3/255 from it, so no pixel of the original person survives (leak ratio 0).",
                 ),
             ],
             outputs=[io.Image.Output(display_name="IMAGE", tooltip="The pseudonymized image(s).")],
@@ -237,7 +237,7 @@ class PastePeople(io.ComfyNode):
                 io.Image.Input(
                     "original", optional=True,
                     tooltip="Optional: the input photo. With a mask, pixels inside it that happen to equal the photo "
-                    "are nudged by 4/255, so no pixel of the original person survives.",
+                    "are nudged to 3/255 from it, so no pixel of the original person survives.",
                 ),
             ],
             outputs=[io.Image.Output(display_name="IMAGE", tooltip="The images with the crops pasted back.")],

@@ -156,11 +156,12 @@ def no_survivors(
     output: torch.Tensor, original: torch.Tensor, region: torch.Tensor, tol: float = 2.0 / 255
 ) -> torch.Tensor:
     """``output`` with every pixel inside ``region`` that still equals ``original`` (every channel
-    within ``tol``, :func:`leak_ratio`'s test) moved ``2 * tol`` further away, towards mid-grey.
+    within ``tol``, :func:`leak_ratio`'s test) set to ``original`` moved ``tol + 1/255`` towards
+    mid-grey (3/255 with the default ``tol``; exact in 8-bit, so it survives saving as PNG).
 
     New content can match the old by chance (a dark rendered coat over a dark coat, plain
-    sky); the change is invisible (under 2/255 beyond the tolerance) and makes "no pixel of
-    the original person survives" hold by construction. Outside ``region`` nothing changes.
+    sky); the change is invisible (at most 5/255) and makes "no pixel of the original person
+    survives" hold by construction. Outside ``region`` nothing changes.
     """
     o = _check_image(original)
     p = _check_image(output.to(o.device), "output")
@@ -168,7 +169,8 @@ def no_survivors(
         raise CompositeError(f"original {tuple(o.shape)} and output {tuple(p.shape)} differ in size")
     reg = _check_mask(region.to(o.device), o.shape[:2], "region") > 0.5
     same = (((p - o).abs() <= tol).all(-1) & reg)[..., None]
-    away = torch.where(o < 0.5, o + 3 * tol, o - 3 * tol)  # a full 3 tol from the original, inside [0, 1]
+    step = tol + 1.0 / 255
+    away = torch.where(o < 0.5, o + step, o - step)  # stays inside [0, 1]
     return torch.where(same, away.to(output.dtype), output.to(o.device))
 
 

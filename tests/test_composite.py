@@ -98,3 +98,28 @@ def test_bad_inputs(photo):
     with pytest.raises(CompositeError, match="match_color"):
         composite(photo, photo, torch.zeros(512, 512), torch.zeros(512, 512), match_color=2.0)
     assert torch.equal(remove_people(photo, torch.zeros(512, 512)), photo)  # nothing to remove
+
+
+def test_new_pixels_that_equal_the_photo_by_chance_are_nudged(photo):
+    """A new person whose colours match the old one's (a dark coat rendered over a dark coat) would leave
+    pixels equal to the photo; with ``original`` the composite moves exactly those, by 3/255, inside the
+    region only."""
+    region = box_mask()
+    clean = remove_people(photo, region)
+    person = photo.clone()  # worst case: the "new" person is pixel for pixel the old one
+    alpha = region.clone()
+    plain = composite(clean, person, alpha, region, feather_px=0.0, match_color=0.0)
+    assert leak_ratio(photo, plain, region) > 0.9
+    out = composite(clean, person, alpha, region, feather_px=0.0, match_color=0.0, original=photo)
+    assert leak_ratio(photo, out, region) == 0.0
+    inside = region > 0.5
+    assert torch.equal(out[~inside], photo[~inside])
+    assert (out - plain).abs().max() <= 5 / 255 + 1e-6  # invisible
+    moved = (out != plain).any(-1)
+    assert torch.allclose((out - photo)[moved].abs().amax(-1), torch.full((int(moved.sum()),), 3 / 255), atol=1e-6)
+    assert out.min() >= 0 and out.max() <= 1
+    # pixels that already differ are left alone
+    other = composite(clean, torch.zeros_like(photo) + 0.5, alpha, region, 0.0, 0.0)
+    keep = ((other - photo).abs() > 2 / 255).any(-1) & inside
+    nudged = composite(clean, torch.zeros_like(photo) + 0.5, alpha, region, 0.0, 0.0, original=photo)
+    assert torch.equal(nudged[keep], other[keep])
