@@ -6,7 +6,7 @@ is compacted::
 
     {"image": "sub/photo.png",          # relative to the input folder, '/'-separated
      "status": "ok" | "error" | "skipped",
-     "outputs": ["sub/photo_refsd.png"], # relative to the output folder
+     "outputs": ["sub__photo/pseudonymized.png"],  # relative to the output folder
      "seed": 123,                        # the per-image seed actually used
      "attributes": [[{...}, ...]],       # sampled attributes, per image of the batch, per person
      "fit": {"people": 1, "rms_px": [13.1], "quality": ["good"]},

@@ -24,8 +24,8 @@ import pytest
 from refsd.comfy_client import ComfyClient
 from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
 
-# session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model
-pytest_plugins = ["_body_fixtures"]
+# session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model; tiny diffusers models
+pytest_plugins = ["_body_fixtures", "_diffusers_fixtures"]
 
 CACHE_DIR = Path(os.environ.get("REFSD_CACHE_DIR") or PACK_ROOT / ".cache")
 

@@ -78,7 +78,10 @@ class BodyModelSpec:
     def fitter(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress=None):
         from ..fit import BodyFitter
 
-        key = (self, str(device), dtype)
+        # On the CPU the keypoint proxy's least squares (and so every fit) depends in the last bits on
+        # torch's thread count; one fitter per thread count keeps results reproducible in a process.
+        threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 0
+        key = (self, str(device), dtype, threads)
         model = self.model(device, dtype, progress)
         with _LOCK:
             if key not in _FITTERS:

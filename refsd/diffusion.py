@@ -1,0 +1,505 @@
+"""Diffusion refinement of person crops with diffusers (Stable Diffusion 1.5 + ControlNets).
+
+The refiner takes the per-person crops of the avatar composited on the cleaned photo and
+their conditioning maps (depth, OpenPose, Canny edges, normals, rendered by
+:mod:`refsd.render`), and runs ``StableDiffusionControlNetImg2ImgPipeline`` (or the inpaint
+variant) with one ControlNet or a ``MultiControlNetModel``, the attribute prompt of each
+person, and a per-crop seed.
+
+Loading (never from a hub: every load passes ``local_files_only=True`` and works with
+``HF_HUB_OFFLINE=1``, which is set for the process when diffusers is first imported here):
+
+* a **diffusers folder** for SD1.5: ``model_index.json``, ``unet/``, ``vae/``,
+  ``text_encoder/`` (``config.json`` + ``*.safetensors`` each), ``tokenizer/``
+  (``vocab.json`` + ``merges.txt``), ``scheduler/`` (``scheduler_config.json``);
+* a **single-file** ``.safetensors`` checkpoint (e.g. ``v1-5-pruned-emaonly.safetensors``)
+  together with a local config folder (the same folder layout, weights not needed);
+* each **ControlNet** as a diffusers folder (``config.json`` +
+  ``diffusion_pytorch_model.safetensors``) or a single ``.safetensors`` file with a local
+  folder holding its ``config.json``.
+
+Pickle formats (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are refused with the fix.
+
+Memory options (constructor flags of :class:`DiffusersRefiner`): ``attention_slicing``
+(compute attention in slices: less memory, a little slower), ``vae_tiling`` /
+``vae_slicing`` (decode in tiles / one image at a time), ``cpu_offload`` (keep each model
+on the CPU until it runs; needs ``accelerate`` and CUDA; the biggest saving, slower), and
+``batch_size`` (crops per diffusion call). A CUDA out-of-memory error during a batch halves
+the batch and retries; the retry is reported in the notes returned with the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from .errors import RefSDError
+
+__all__ = [
+    "DiffusionModelError",
+    "CONTROL_MAPS",
+    "DEFAULT_CONTROL_SCALES",
+    "SCHEDULERS",
+    "check_model_path",
+    "check_controlnet_path",
+    "load_controlnet",
+    "load_pipeline",
+    "DiffusersRefiner",
+    "run_in_batches",
+    "img2img_steps",
+]
+
+#: ControlNet name -> the render pass it is conditioned on (:class:`refsd.render.passes.RenderPasses`).
+CONTROL_MAPS = {"depth": "depth", "openpose": "pose", "canny": "edges", "normal": "normal"}
+#: Conditioning strength per ControlNet (the refsd_full workflow's: depth 0.8, OpenPose 1.0).
+DEFAULT_CONTROL_SCALES = {"depth": 0.8, "openpose": 1.0, "canny": 0.8, "normal": 0.8}
+SCHEDULERS = ("dpmpp_2m_karras", "ddim", "euler", "unipc", "default")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+
+PIPELINE_LAYOUT = (
+    "a diffusers Stable Diffusion 1.5 folder: model_index.json, unet/ (config.json + "
+    "diffusion_pytorch_model.safetensors), vae/ (config.json + diffusion_pytorch_model.safetensors), "
+    "text_encoder/ (config.json + model.safetensors), tokenizer/ (vocab.json + merges.txt), "
+    "scheduler/ (scheduler_config.json); or a single-file .safetensors checkpoint together with such a "
+    "folder as its local config (weights not needed there)"
+)
+CONTROLNET_LAYOUT = (
+    "a diffusers ControlNet folder (config.json + diffusion_pytorch_model.safetensors), or a single .safetensors "
+    "file together with a local folder holding its config.json"
+)
+
+
+class DiffusionModelError(RefSDError):
+    """A model path is missing, in the wrong format, or does not load."""
+
+
+class _DropMessages(logging.Filter):
+    """Drops diffusers' warnings that are wrong for RefSD's use (one prompt and one set of
+    control maps per crop is exactly what RefSD passes)."""
+
+    PATTERNS = ("conditionings will be fixed across the prompts",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(p in msg for p in self.PATTERNS)
+
+
+def _import_diffusers():
+    """Import diffusers offline (HF_HUB_OFFLINE=1 unless the user set it) and quietly."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DIFFUSERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import diffusers
+    except ImportError as e:
+        raise DiffusionModelError(
+            "diffusion refinement needs diffusers and transformers: pip install 'refsd[diffusers]' "
+            f"(or choose the 'none' refiner for render-only output). ({e})"
+        ) from e
+    for name in ("diffusers.pipelines.controlnet.pipeline_controlnet_img2img",
+                 "diffusers.pipelines.controlnet.pipeline_controlnet_inpaint"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in log.filters):
+            log.addFilter(_DropMessages())
+    return diffusers
+
+
+def _dtype_kw(dtype) -> dict:
+    """diffusers >= 0.36 names the load dtype ``dtype`` (``torch_dtype`` is deprecated there)."""
+    if dtype is None:
+        return {}
+    from diffusers.utils import deprecation_utils
+
+    new = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype" if new else "torch_dtype": dtype}
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No per-component progress bars while loading (the CLI has its own)."""
+    from diffusers.utils import logging as dlog
+
+    was = dlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    try:
+        tlog = importlib.import_module("transformers.utils.logging")
+        t_was = tlog.is_progress_bar_enabled()
+        tlog.disable_progress_bar()
+    except (ImportError, AttributeError):
+        tlog, t_was = None, False
+    try:
+        yield
+    finally:
+        if was:
+            dlog.enable_progress_bar()
+        if tlog is not None and t_was:
+            tlog.enable_progress_bar()
+
+
+def _refuse_pickle(path: Path, what: str) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise DiffusionModelError(
+            f"{what} {path} is a pickle-based {path.suffix} file, which RefSD never loads (it can run code). Use the "
+            f"model's .safetensors version (or convert it once with a trusted tool) and pass that instead."
+        )
+
+
+def _has_weights(folder: Path, what: str) -> None:
+    if any(folder.glob("*.safetensors")):
+        return
+    if any(folder.glob("*.bin")) or any(folder.glob("*.ckpt")):
+        raise DiffusionModelError(
+            f"{what} {folder} has only pickle weights (.bin/.ckpt); RefSD loads .safetensors only. Save the model "
+            "with save_pretrained(..., safe_serialization=True) or use its safetensors release."
+        )
+    raise DiffusionModelError(f"{what} {folder} has no .safetensors weights; expected {PIPELINE_LAYOUT}.")
+
+
+def _check_config_folder(folder: Path, what: str, weights: bool) -> None:
+    if not folder.is_dir():
+        raise DiffusionModelError(f"{what} {folder} is not a folder; expected {PIPELINE_LAYOUT}.")
+    missing = [n for n in ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
+                           "scheduler/scheduler_config.json") if not (folder / n).is_file()]
+    tok = folder / "tokenizer"
+    if not ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file()) and not (tok / "tokenizer.json").is_file():
+        missing.append("tokenizer/vocab.json + tokenizer/merges.txt")
+    if missing:
+        raise DiffusionModelError(f"{what} {folder} lacks {', '.join(missing)}; expected {PIPELINE_LAYOUT}.")
+    if weights:
+        for sub in ("unet", "vae", "text_encoder"):
+            _has_weights(folder / sub, f"{what} part")
+
+
+def check_model_path(model: str | Path, config: str | Path | None = None) -> tuple[str, Path, Path | None]:
+    """Validate a Stable Diffusion model path. Returns ``("folder", path, None)`` or
+    ``("single_file", checkpoint, config_folder)``; raises :class:`DiffusionModelError`
+    naming what was expected."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise DiffusionModelError(f"Stable Diffusion model {path} does not exist; expected {PIPELINE_LAYOUT}.")
+    if path.is_dir():
+        _check_config_folder(path, "Stable Diffusion folder", weights=True)
+        return "folder", path, None
+    _refuse_pickle(path, "Stable Diffusion checkpoint")
+    if path.suffix.lower() != ".safetensors":
+        raise DiffusionModelError(f"Stable Diffusion model {path} is neither a folder nor a .safetensors file; "
+                                  f"expected {PIPELINE_LAYOUT}.")
+    if config is None:
+        raise DiffusionModelError(
+            f"the single-file checkpoint {path} needs a local config folder (RefSD never fetches configs from a hub): "
+            "pass config=/path/to/folder (CLI: --model-config) with model_index.json, unet/config.json, "
+            "vae/config.json, text_encoder/config.json, tokenizer/ and scheduler/ of an SD1.5 diffusers folder."
+        )
+    cfg = Path(config).expanduser()
+    _check_config_folder(cfg, "config folder of the checkpoint", weights=False)
+    return "single_file", path, cfg
+
+
+def check_controlnet_path(path: str | Path, config: str | Path | None = None) -> tuple[str, Path, Path | None]:
+    """Validate a ControlNet path (folder, or single file + config folder)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DiffusionModelError(f"ControlNet {p} does not exist; expected {CONTROLNET_LAYOUT}.")
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise DiffusionModelError(f"ControlNet folder {p} has no config.json; expected {CONTROLNET_LAYOUT}.")
+        if not any(p.glob("*.safetensors")):
+            if any(p.glob("*.bin")):
+                raise DiffusionModelError(
+                    f"ControlNet folder {p} has only pickle weights (.bin); RefSD loads .safetensors only "
+                    "(diffusion_pytorch_model.safetensors)."
+                )
+            raise DiffusionModelError(f"ControlNet folder {p} has no diffusion_pytorch_model.safetensors; "
+                                      f"expected {CONTROLNET_LAYOUT}.")
+        return "folder", p, None
+    _refuse_pickle(p, "ControlNet")
+    if p.suffix.lower() != ".safetensors":
+        raise DiffusionModelError(f"ControlNet {p} is neither a folder nor a .safetensors file; expected {CONTROLNET_LAYOUT}.")
+    if config is None:
+        raise DiffusionModelError(
+            f"the single-file ControlNet {p} needs a local folder with its config.json (CLI: --controlnet-config "
+            "NAME=FOLDER); RefSD never fetches configs from a hub."
+        )
+    cfg = Path(config).expanduser()
+    if not (cfg / "config.json").is_file():
+        raise DiffusionModelError(f"ControlNet config folder {cfg} has no config.json; expected {CONTROLNET_LAYOUT}.")
+    return "single_file", p, cfg
+
+
+def _wrap(what: str, path: Path, layout: str, fn: Callable):
+    try:
+        return fn()
+    except DiffusionModelError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DiffusionModelError(f"loading {what} {path} failed ({type(e).__name__}: {e}); expected {layout}.") from e
+
+
+def load_controlnet(path: str | Path, config: str | Path | None = None, dtype: torch.dtype | None = None):
+    """A ``ControlNetModel`` from a local folder or a single ``.safetensors`` file + config folder."""
+    kind, p, cfg = check_controlnet_path(path, config)
+    diffusers = _import_diffusers()
+    cls = diffusers.ControlNetModel
+    kw = _dtype_kw(dtype)
+    with _quiet_loading():
+        if kind == "folder":
+            return _wrap("ControlNet", p, CONTROLNET_LAYOUT, lambda: cls.from_pretrained(
+                str(p), local_files_only=True, use_safetensors=True, **kw))
+        return _wrap("ControlNet", p, CONTROLNET_LAYOUT, lambda: cls.from_single_file(
+            str(p), config=str(cfg), local_files_only=True, **kw))
+
+
+def load_pipeline(
+    model: str | Path,
+    controlnets: Mapping[str, str | Path],
+    *,
+    config: str | Path | None = None,
+    controlnet_configs: Mapping[str, str | Path] | None = None,
+    dtype: torch.dtype | None = None,
+):
+    """``StableDiffusionControlNetImg2ImgPipeline`` from local files only (see the module doc).
+
+    ``controlnets`` maps control names (:data:`CONTROL_MAPS`) to paths, in the order the
+    MultiControlNet uses them.
+    """
+    if not controlnets:
+        raise DiffusionModelError("give at least one ControlNet, e.g. {'depth': ..., 'openpose': ...} or {'canny': ...}")
+    for name in controlnets:
+        if name not in CONTROL_MAPS:
+            raise DiffusionModelError(f"unknown control {name!r}; use one of {', '.join(CONTROL_MAPS)}")
+    kind, path, cfg = check_model_path(model, config)
+    cn_cfgs = dict(controlnet_configs or {})
+    nets = [load_controlnet(p, cn_cfgs.get(n), dtype) for n, p in controlnets.items()]
+    diffusers = _import_diffusers()
+    cn = nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
+    cls = diffusers.StableDiffusionControlNetImg2ImgPipeline
+    common = dict(controlnet=cn, local_files_only=True, safety_checker=None, feature_extractor=None,
+                  requires_safety_checker=False, **_dtype_kw(dtype))
+    with _quiet_loading():
+        if kind == "folder":
+            return _wrap("Stable Diffusion folder", path, PIPELINE_LAYOUT,
+                         lambda: cls.from_pretrained(str(path), use_safetensors=True, **common))
+        return _wrap("Stable Diffusion checkpoint", path, PIPELINE_LAYOUT,
+                     lambda: cls.from_single_file(str(path), config=str(cfg), **common))
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """``num_inference_steps`` for diffusers' img2img so that exactly ``steps`` denoising steps
+    run at ``strength`` (ComfyUI's KSampler semantics: 20 steps at denoise 0.6 run 20 steps)."""
+    if not 0.0 < strength <= 1.0:
+        raise DiffusionModelError(f"denoise is {strength}; use a value in (0, 1] (0.6 keeps the avatar's layout)")
+    if steps < 1:
+        raise DiffusionModelError(f"steps is {steps}; use at least 1")
+    n = max(steps, math.ceil(steps / strength - 1e-9))
+    while min(int(n * strength), n) < steps:
+        n += 1
+    return n
+
+
+def run_in_batches(fn: Callable[[int, int], list], n: int, batch_size: int, notes: list[str] | None = None,
+                   is_oom: Callable[[BaseException], bool] | None = None) -> tuple[list, int]:
+    """Call ``fn(start, stop)`` over ``range(n)`` in batches; on an out-of-memory error halve the
+    batch and retry (down to 1, then re-raise), appending what happened to ``notes``.
+    Returns ``(concatenated results, final batch size)``."""
+    is_oom = is_oom or (lambda e: isinstance(e, torch.cuda.OutOfMemoryError))
+    out: list = []
+    bs = max(1, int(batch_size))
+    i = 0
+    while i < n:
+        j = min(n, i + bs)
+        try:
+            out.extend(fn(i, j))
+        except Exception as e:
+            if not is_oom(e) or j - i == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            new = max(1, (j - i + 1) // 2)
+            if notes is not None:
+                notes.append(f"out of memory refining {j - i} crops at once; retried with batches of {new}")
+            bs = new
+            continue
+        i = j
+    return out, bs
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _make_scheduler(pipe, name: str):
+    d = _import_diffusers()
+    cfg = pipe.scheduler.config
+    if name == "default":
+        return pipe.scheduler
+    if name == "dpmpp_2m_karras":  # ComfyUI's dpmpp_2m + karras (the refsd_full workflow)
+        return d.DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++", solver_order=2,
+                                                          use_karras_sigmas=True)
+    if name == "ddim":
+        return d.DDIMScheduler.from_config(cfg)
+    if name == "euler":
+        return d.EulerDiscreteScheduler.from_config(cfg)
+    if name == "unipc":
+        return d.UniPCMultistepScheduler.from_config(cfg)
+    raise DiffusionModelError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
+
+
+class DiffusersRefiner:
+    """Refine person crops with SD1.5 + ControlNets on diffusers (img2img or inpaint).
+
+    Args:
+        model: a diffusers SD1.5 folder or a single-file ``.safetensors`` checkpoint.
+        controlnets: control name (``depth``, ``openpose``, ``canny``, ``normal``) -> ControlNet
+            path, e.g. ``{"depth": ..., "openpose": ...}`` (the refsd_full workflow) or
+            ``{"canny": ...}``.
+        config: the local config folder of a single-file checkpoint.
+        controlnet_configs: control name -> folder with ``config.json``, for single-file ControlNets.
+        device, dtype: default CUDA + float16 when CUDA is available, else CPU + float32.
+        scheduler: ``dpmpp_2m_karras`` (default, ComfyUI's dpmpp_2m/karras), ``ddim``, ``euler``,
+            ``unipc``, or ``default`` (the model folder's own).
+        control_scales: control name -> conditioning strength (:data:`DEFAULT_CONTROL_SCALES`).
+        inpaint: use ``StableDiffusionControlNetInpaintPipeline`` with the avatar's mask (only
+            the person is re-generated) instead of img2img on the whole crop.
+        batch_size: crops per diffusion call (halved on CUDA out-of-memory).
+        attention_slicing, vae_tiling, vae_slicing, cpu_offload: memory options (module doc).
+        pipe: an already built ControlNet img2img pipeline (then ``model`` is not loaded and
+            ``controlnets`` may list just the names, in the pipeline's ControlNet order).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        controlnets: Mapping[str, str | Path] | Sequence[str] = (),
+        *,
+        config: str | Path | None = None,
+        controlnet_configs: Mapping[str, str | Path] | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        scheduler: str = "dpmpp_2m_karras",
+        control_scales: Mapping[str, float] | None = None,
+        inpaint: bool = False,
+        batch_size: int = 4,
+        attention_slicing: bool = False,
+        vae_tiling: bool = False,
+        vae_slicing: bool = False,
+        cpu_offload: bool = False,
+        pipe=None,
+    ):
+        self.device = torch.device(device) if device is not None else _default_device()
+        if isinstance(dtype, str):
+            dtype = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+                     "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}.get(dtype, dtype)
+            if isinstance(dtype, str):
+                raise DiffusionModelError(f"unknown dtype {dtype!r}; use float16, bfloat16 or float32")
+        self.dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
+        names = list(controlnets.keys()) if isinstance(controlnets, Mapping) else list(controlnets)
+        for n in names:
+            if n not in CONTROL_MAPS:
+                raise DiffusionModelError(f"unknown control {n!r}; use one of {', '.join(CONTROL_MAPS)}")
+        if not names:
+            raise DiffusionModelError("give at least one ControlNet, e.g. depth + openpose, or canny")
+        self.controls = tuple(names)
+        scales = dict(DEFAULT_CONTROL_SCALES)
+        scales.update(control_scales or {})
+        self.control_scales = [float(scales[n]) for n in self.controls]
+        self.inpaint = bool(inpaint)
+        self.batch_size = max(1, int(batch_size))
+        if pipe is None:
+            if model is None or not isinstance(controlnets, Mapping):
+                raise DiffusionModelError("give model=<path> and controlnets={name: path} (or a built pipe=...)")
+            pipe = load_pipeline(model, controlnets, config=config, controlnet_configs=controlnet_configs,
+                                 dtype=None if self.dtype == torch.float32 else self.dtype)
+        pipe.scheduler = _make_scheduler(pipe, scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        if attention_slicing:
+            pipe.enable_attention_slicing()
+        if vae_tiling:
+            pipe.vae.enable_tiling()
+        if vae_slicing:
+            pipe.vae.enable_slicing()
+        self.cpu_offload = bool(cpu_offload)
+        if self.cpu_offload:
+            if self.device.type != "cuda":
+                raise DiffusionModelError("cpu_offload needs a CUDA device (it moves models to the GPU when they run)")
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        if self.inpaint:
+            d = _import_diffusers()
+            pipe = d.StableDiffusionControlNetInpaintPipeline(**pipe.components)
+            pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+
+    @property
+    def map_names(self) -> tuple[str, ...]:
+        """The render passes (:class:`~refsd.render.passes.RenderPasses` attributes) the ControlNets need."""
+        return tuple(CONTROL_MAPS[n] for n in self.controls)
+
+    def describe(self) -> dict:
+        return {"backend": "diffusers", "controls": list(self.controls), "scales": self.control_scales,
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "scheduler": type(self.pipe.scheduler).__name__, "inpaint": self.inpaint}
+
+    def refine(
+        self,
+        images: torch.Tensor,
+        controls: Mapping[str, torch.Tensor],
+        masks: torch.Tensor | None,
+        prompts: Sequence[str],
+        negatives: Sequence[str],
+        seeds: Sequence[int],
+        *,
+        steps: int = 20,
+        strength: float = 0.6,
+        guidance: float = 6.0,
+    ) -> tuple[torch.Tensor, list[str]]:
+        """Refine ``images (N, h, w, 3)`` (0..1) with their control maps (control name ->
+        ``(N, h, w, 3)``), one prompt, negative prompt and seed per crop. Returns the refined
+        crops ``(N, h, w, 3)`` float32 on the CPU and notes (out-of-memory retries)."""
+        n = images.shape[0]
+        if not (len(prompts) == len(negatives) == len(seeds) == n):
+            raise DiffusionModelError(f"{n} crops but {len(prompts)} prompts, {len(negatives)} negatives, "
+                                      f"{len(seeds)} seeds; give one of each per crop")
+        h, w = images.shape[1:3]
+        if h % 8 or w % 8:
+            raise DiffusionModelError(f"crop size {w}x{h} is not a multiple of 8")
+        missing = [c for c in self.controls if c not in controls]
+        if missing:
+            raise DiffusionModelError(f"no control map for {', '.join(missing)}")
+        num_steps = img2img_steps(steps, strength)
+        notes: list[str] = []
+
+        def chw(x: torch.Tensor) -> torch.Tensor:
+            return x.detach().float().cpu().permute(0, 3, 1, 2).contiguous()
+
+        img = chw(images)
+        ctrl = [chw(controls[c]) for c in self.controls]
+        msk = masks.detach().float().cpu()[:, None] if masks is not None else torch.ones(n, 1, h, w)
+
+        def run(i: int, j: int) -> list[torch.Tensor]:
+            gens = [torch.Generator("cpu").manual_seed(int(s) & 0xFFFFFFFFFFFFFFFF) for s in seeds[i:j]]
+            control = [c[i:j] for c in ctrl]
+            kw = dict(
+                prompt=list(prompts[i:j]), negative_prompt=list(negatives[i:j]), image=img[i:j],
+                control_image=control[0] if len(control) == 1 else control,
+                strength=float(strength), num_inference_steps=num_steps, guidance_scale=float(guidance),
+                generator=gens, output_type="pt", height=h, width=w,
+                controlnet_conditioning_scale=self.control_scales[0] if len(control) == 1 else self.control_scales,
+            )
+            if self.inpaint:
+                kw["mask_image"] = msk[i:j]
+            out = self.pipe(**kw).images.float().cpu()
+            if not bool(torch.isfinite(out).all()):  # e.g. an fp16 overflow in the VAE
+                notes.append("the diffusion output had NaN/inf pixels (set to 0); try --dtype float32 or bfloat16")
+                out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
+            return list(out.permute(0, 2, 3, 1).clamp(0, 1))
+
+        results, self.batch_size = run_in_batches(run, n, self.batch_size, notes)
+        return torch.stack(results), notes
