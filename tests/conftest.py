@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import comfy_base_dir
 
 from refsd.comfy_client import ComfyClient
 from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
@@ -48,13 +49,7 @@ def random_models(comfyui_path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory, comfyui_path, random_models, anny_cache_dir):
-    base = tmp_path_factory.mktemp("comfyui-base")
-    (base / "models").mkdir(parents=True, exist_ok=True)
-    (base / "models" / "anny").symlink_to(anny_cache_dir, target_is_directory=True)  # reuse the built cache
-    for kind, folder in (("checkpoint", "checkpoints"), ("controlnet", "controlnet")):
-        d = base / "models" / folder
-        d.mkdir(parents=True, exist_ok=True)
-        (d / random_models[kind].name).symlink_to(random_models[kind])
+    base = comfy_base_dir(tmp_path_factory.mktemp("comfyui-base"), anny_cache_dir, random_models)
     server = ComfyServer(base, comfyui_path)
     server.start()
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from refsd.comfy_client import ComfyClient, PromptResult
@@ -54,3 +56,14 @@ def use_test_models(prompt: dict, random_models: dict, image: str = "camera.png"
         elif ct == "RefSDLoadPoseKeypoints":
             ins["file"] = keypoints
     return p
+
+
+def comfy_base_dir(base: Path, anny_cache_dir: Path, random_models: dict | None = None) -> Path:
+    """A ComfyUI base directory with the built Anny cache (and the random test models) linked in."""
+    (base / "models").mkdir(parents=True, exist_ok=True)
+    (base / "models" / "anny").symlink_to(anny_cache_dir, target_is_directory=True)  # reuse the built cache
+    for kind, folder in (("checkpoint", "checkpoints"), ("controlnet", "controlnet")) if random_models else ():
+        d = base / "models" / folder
+        d.mkdir(parents=True, exist_ok=True)
+        (d / random_models[kind].name).symlink_to(random_models[kind])
+    return base

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import comfy_base_dir
 from PIL import Image
 
 from refsd.cli import main as cli_main
@@ -176,15 +177,8 @@ def test_killed_run_resumes_without_duplicates(comfy_server, tmp_path):
 
 @pytest.fixture
 def second_server(tmp_path_factory, comfyui_path, anny_cache_dir):
-    base = tmp_path_factory.mktemp("comfyui-second")
-    (base / "models").mkdir(parents=True)
-    (base / "models" / "anny").symlink_to(anny_cache_dir, target_is_directory=True)
-    server = ComfyServer(base, comfyui_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with ComfyServer(comfy_base_dir(tmp_path_factory.mktemp("comfyui-second"), anny_cache_dir), comfyui_path) as s:
+        yield s
 
 
 def test_spreads_over_servers_and_retries_when_one_dies(comfy_server, second_server, tmp_path):
