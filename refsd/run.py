@@ -14,8 +14,9 @@ over the websocket, downloads what the graph saved and appends one line to
   recorded as ``error``/``skipped`` and the run goes on; transient failures (server gone,
   connection reset, timeout, out of memory) are retried, on another server when there is
   one; a server that stays unreachable is dropped.
-* Private: an image whose ``RefSD Privacy Check`` fails is recorded as an error and its
-  outputs are deleted (``--keep-failed`` keeps them).
+* Private: an image whose ``RefSD Privacy Check`` fails, or in which a person of the
+  keypoints could not be fitted (and so was not replaced), is recorded as an error and its
+  outputs are deleted (``--keep-failed`` keeps them; ``--allow-unfitted`` accepts the latter).
 
 Only ComfyUI's public HTTP/websocket API is used, so the servers can be anywhere.
 """
@@ -63,6 +64,7 @@ class RunOptions:
     timeout: float = 1800.0
     overrides: list[str] = field(default_factory=list)
     keep_failed: bool = False
+    allow_unfitted: bool = False
     progress: bool = True
     server_wait: float = 30.0
 
@@ -274,16 +276,23 @@ class _Runner:
         }
         ratios = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "leak_ratio")
         passed = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "passed")
+        failure = None
         if ratios is not None:
             rec["leak_ratio"] = max(float(r) for r in ratios)
             rec["privacy_passed"] = bool(all(passed)) if passed is not None else None
             if rec["privacy_passed"] is False:
-                rec["status"] = "error"
-                rec["error"] = f"privacy check failed: leak ratio {rec['leak_ratio']:.6f}"
-                if not self.opts.keep_failed:
-                    for o in outputs:
-                        (self.opts.output_dir / o).unlink(missing_ok=True)
-                    rec["outputs"] = []
+                failure = f"privacy check failed: leak ratio {rec['leak_ratio']:.6f}"
+        unfitted = sum(len(f.get("skipped") or []) for f in (rec["fit"] or []))
+        if unfitted and not self.opts.allow_unfitted and failure is None:
+            # a person the fit skipped (too few keypoints) is not replaced: they would stay in the image
+            failure = (f"{unfitted} person(s) in the keypoints could not be fitted and would stay in the image "
+                       "(see fit.skipped); --allow-unfitted keeps such outputs")
+        if failure:
+            rec["status"], rec["error"] = "error", failure
+            if not self.opts.keep_failed:
+                for o in outputs:
+                    (self.opts.output_dir / o).unlink(missing_ok=True)
+                rec["outputs"] = []
         return rec
 
     def _download(self, client: ComfyClient, job: Job, outputs: dict) -> list[str]:
@@ -450,7 +459,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="override a node input, e.g. --set 20.steps=30 --set 11.ckpt_name=my.safetensors")
     p.add_argument("--server-wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long a server that stopped answering is waited for before it is dropped (default 30)")
-    p.add_argument("--keep-failed", action="store_true", help="keep outputs of images that fail the privacy check")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep outputs of images that fail the privacy check or have unfitted people")
+    p.add_argument("--allow-unfitted", action="store_true",
+                   help="accept images where some people in the keypoints could not be fitted (they stay as they are)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=main)
     return p
@@ -461,6 +473,7 @@ def main(args: argparse.Namespace) -> int:
         workflow=args.workflow, input_dir=args.input, output_dir=args.output,
         servers=args.servers or ["http://127.0.0.1:8188"], keypoint_dir=args.keypoint_dir, seed=args.seed,
         retries=max(0, args.retries), timeout=args.timeout, overrides=args.overrides, keep_failed=args.keep_failed,
+        allow_unfitted=args.allow_unfitted,
         progress=args.progress, server_wait=args.server_wait,
     )
     try:

@@ -109,11 +109,18 @@ def test_corrupt_image_missing_keypoints_and_non_images(comfy_server, tmp_path):
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))  # a PNG header, then garbage
     Image.open(SAMPLES / "camera.png").resize((128, 128)).save(src / "nokeys.png")
     (src / "notes.txt").write_text("not an image")
+    # a second person with only two keypoints cannot be fitted, so would not be replaced
+    Image.open(src / "good1.png").save(src / "partial.png")
+    frames = json.loads((src / "good1.json").read_text())
+    frames[0]["people"].append({"pose_keypoints_2d": [400, 100, 0.9, 410, 130, 0.9] + [0, 0, 0] * 16})
+    (src / "partial.json").write_text(json.dumps(frames))
     out = tmp_path / "out"
     rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", comfy_server.url, "--no-progress"])
     assert rc == 1  # some image failed
     recs = {r["image"]: r for r in read_manifest(out)}
-    assert set(recs) == {"good1.png", "good2.png", "broken.png", "nokeys.png"}
+    assert set(recs) == {"good1.png", "good2.png", "broken.png", "nokeys.png", "partial.png"}
+    assert recs["partial.png"]["status"] == "error" and "could not be fitted" in recs["partial.png"]["error"]
+    assert recs["partial.png"]["outputs"] == [] and not list((out / "partial").glob("*"))  # deleted
     assert recs["good1.png"]["status"] == recs["good2.png"]["status"] == "ok"
     assert recs["broken.png"]["status"] == "error" and "cannot decode" in recs["broken.png"]["error"]
     assert recs["nokeys.png"]["status"] == "skipped" and "nokeys.json" in recs["nokeys.png"]["error"]
