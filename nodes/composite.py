@@ -140,7 +140,9 @@ class PrivacyCheck(io.ComfyNode):
                 "Measures what survives of the original people: the leak ratio is the fraction of pixels inside the "
                 "person mask where the output still equals the input (every channel within 2/255). With the cleaned "
                 "background connected, pixels the background alone reproduces (plain sky in the safety margin) do "
-                "not count. Shown on the node and returned in the UI data (/history) with pass/fail."
+                "not count. With the body fit connected, an image in which a person of the keypoints could not be "
+                "fitted (and so was not replaced) fails too. Shown on the node and returned in the UI data (/history) "
+                "with pass/fail."
             ),
             is_output_node=True,
             inputs=[
@@ -151,22 +153,29 @@ class PrivacyCheck(io.ComfyNode):
                                tooltip="Largest leak ratio that passes (0: no surviving pixel)."),
                 io.Image.Input("background", optional=True,
                                tooltip="Optional: the cleaned background (RefSD Remove People)."),
+                BODY_FIT.Input("body_fit", optional=True,
+                               tooltip="Optional: the body fit. People it had to skip (too few keypoints) were not "
+                               "replaced, so their image fails."),
             ],
             outputs=[
                 io.Float.Output(display_name="leak_ratio", tooltip="The worst leak ratio over the batch."),
-                io.Boolean.Output(display_name="passed", tooltip="True if every image's leak ratio <= max_leak."),
+                io.Boolean.Output(display_name="passed",
+                                  tooltip="True if every image's leak ratio <= max_leak and nobody was left unfitted."),
             ],
         )
 
     @classmethod
-    def execute(cls, original, output, mask, max_leak, background=None) -> io.NodeOutput:
+    def execute(cls, original, output, mask, max_leak, background=None, body_fit=None) -> io.NodeOutput:
         ratios = [
             leak_ratio(original[i], _pick(output, i), _pick(mask, i), background=_pick(background, i))
             for i in range(original.shape[0])
         ]
-        passed = [r <= max_leak for r in ratios]
-        text = [f"image {i}: leak ratio {r:.6f} ({'pass' if ok else 'FAIL'})" for i, (r, ok) in
-                enumerate(zip(ratios, passed, strict=True))]
+        unfitted = [len(body_fit[min(i, len(body_fit) - 1)].skipped) if body_fit else 0
+                    for i in range(original.shape[0])]
+        passed = [r <= max_leak and n == 0 for r, n in zip(ratios, unfitted, strict=True)]
+        text = [f"image {i}: leak ratio {r:.6f}" + (f", {n} unfitted person(s) not replaced" if n else "")
+                + f" ({'pass' if ok else 'FAIL'})"
+                for i, (r, n, ok) in enumerate(zip(ratios, unfitted, passed, strict=True))]
         return io.NodeOutput(
             max(ratios), all(passed), ui={"text": text, "leak_ratio": ratios, "passed": passed}
         )

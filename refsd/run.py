@@ -277,14 +277,15 @@ class _Runner:
         ratios = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "leak_ratio")
         passed = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "passed")
         failure = None
+        # a person the fit skipped (too few keypoints) is not replaced: they would stay in the image
+        unfitted = sum(len(f.get("skipped") or []) for f in (rec["fit"] or []))
         if ratios is not None:
             rec["leak_ratio"] = max(float(r) for r in ratios)
             rec["privacy_passed"] = bool(all(passed)) if passed is not None else None
-            if rec["privacy_passed"] is False:
+            # the check also fails for unfitted people when it gets the body fit; that case is reported below
+            if rec["privacy_passed"] is False and not (unfitted and rec["leak_ratio"] == 0.0):
                 failure = f"privacy check failed: leak ratio {rec['leak_ratio']:.6f}"
-        unfitted = sum(len(f.get("skipped") or []) for f in (rec["fit"] or []))
         if unfitted and not self.opts.allow_unfitted and failure is None:
-            # a person the fit skipped (too few keypoints) is not replaced: they would stay in the image
             failure = (f"{unfitted} person(s) in the keypoints could not be fitted and would stay in the image "
                        "(see fit.skipped); --allow-unfitted keeps such outputs")
         if failure:

@@ -95,3 +95,17 @@ def test_person_prompts_give_each_crop_its_own_description(comfy, comfy_server, 
     assert result.outputs["25"]["passed"] == [True]
     out = Image.open(io.BytesIO(comfy.download(result.outputs["23"]["images"][0])))
     assert out.size == (512, 512)
+
+
+def test_privacy_check_fails_when_a_person_could_not_be_fitted(comfy, comfy_server, sample_inputs):
+    """A second person with two keypoints is skipped by the fit, so not replaced: the check must not pass."""
+    frames = json.loads((SAMPLES / "camera.json").read_text())
+    frames[0]["people"].append({"pose_keypoints_2d": [400, 100, 0.9, 410, 130, 0.9] + [0, 0, 0] * 16})
+    (comfy_server.input_dir / "camera_partial.json").write_text(json.dumps(frames))
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_render_only.json").read_text())
+    prompt["2"]["inputs"]["file"] = "camera_partial.json"
+    result = run_ok(comfy, prompt)
+    check = result.outputs["10"]
+    assert check["leak_ratio"] == [0.0] and check["passed"] == [False]
+    assert "1 unfitted person(s) not replaced" in check["text"][0]
+    assert result.outputs["4"]["fit"][0]["skipped"]
