@@ -24,7 +24,9 @@ class PersonMask(io.ComfyNode):
                 "The region to replace in each image: the fitted bodies' silhouettes, each grown by a margin that "
                 "scales with the person's size (hair, loose clothes, fitting error), united with an optional "
                 "person mask from any segmentation node (recommended: a fitted body has no coat or long hair) and "
-                "the avatars' own mask, so the new people always fit inside it."
+                "the avatars' own mask, so the new people always fit inside it. With the photo connected, each "
+                "silhouette first extends over adjacent pixels of that person's colours (a coat, a dress, long hair "
+                "the naked body model misses), up to `reach` of their height."
             ),
             inputs=[
                 BODY_FIT.Input("body_fit", tooltip="From RefSD Fit Body."),
@@ -35,6 +37,16 @@ class PersonMask(io.ComfyNode):
                 ),
                 io.Mask.Input("mask", optional=True, tooltip="Optional person segmentation mask (any segmentation node)."),
                 io.Mask.Input("avatar_mask", optional=True, tooltip="Optional: the mask output of RefSD Render Avatar."),
+                io.Image.Input(
+                    "image", optional=True,
+                    tooltip="Optional: the photo. Extends each silhouette over adjacent pixels of the person's colours "
+                    "(coats, dresses, hair) before the margin is added.",
+                ),
+                io.Float.Input(
+                    "reach", default=0.25, min=0.0, max=1.0, step=0.01, optional=True,
+                    tooltip="How far (fraction of the person's height) the silhouette may extend over person-coloured "
+                    "pixels when the photo is connected; 0 turns it off.",
+                ),
             ],
             outputs=[
                 io.Mask.Output(display_name="mask", tooltip="The grown union mask per image [B,H,W]."),
@@ -43,12 +55,13 @@ class PersonMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, body_fit, body_model, margin, mask=None, avatar_mask=None) -> io.NodeOutput:
+    def execute(cls, body_fit, body_model, margin, mask=None, avatar_mask=None, image=None, reach=0.25) -> io.NodeOutput:
         model = body_model.model(comfy.model_management.get_torch_device(), torch.float32)
         unions, people = [], []
         pbar = comfy.utils.ProgressBar(len(body_fit))
         for i, fit in enumerate(body_fit):
-            union, per = region_masks(model, fit, margin, (_pick(mask, i), _pick(avatar_mask, i)))
+            union, per = region_masks(model, fit, margin, (_pick(mask, i), _pick(avatar_mask, i)),
+                                      image=_pick(image, i), reach=reach)
             unions.append(union)
             people.extend(per)
             pbar.update_absolute(i + 1, len(body_fit))

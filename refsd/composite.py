@@ -20,6 +20,7 @@ __all__ = [
     "CompositeError",
     "grow_masks",
     "person_mask",
+    "extend_to_person",
     "remove_people",
     "composite",
     "no_survivors",
@@ -70,6 +71,68 @@ def grow_masks(person_masks: torch.Tensor, margin: float = 0.04, min_px: int = 2
         height = int(rows.max() - rows.min()) + 1
         out.append(_dilate((m > 0.5).float(), max(min_px, round(margin * height))))
     return torch.stack(out) if out else person_masks.clone()
+
+
+def extend_to_person(
+    image: torch.Tensor, person_masks: torch.Tensor, reach: float = 0.25, ratio: float = 4.0, bins: int = 16
+) -> torch.Tensor:
+    """Each fitted silhouette ``(P, H, W)`` extended over the adjacent pixels that look like the
+    person rather than the scene: a coat, a dress or long hair that the naked body model does
+    not cover. Model-free, colour-guided region growing:
+
+    * a colour histogram (``bins`` per channel) of the person from the silhouette's interior
+      (eroded by 1.5 % of the person's height), and one of the scene from everything farther
+      than ``reach`` x the person's height from the silhouette;
+    * a pixel within ``reach`` of the silhouette joins the person when its colour is ``ratio``
+      times more frequent in the person than in the scene and it is connected to the
+      silhouette through such pixels (geodesic growth, one pixel ring per step).
+
+    Only grows (a larger region is replaced; the privacy margin is added afterwards by
+    :func:`person_mask`). ``reach <= 0`` returns the silhouettes unchanged.
+    """
+    img = _check_image(image)
+    H, W = img.shape[:2]
+    masks = (person_masks.to(img.device) > 0.5)
+    if masks.dim() != 3 or tuple(masks.shape[1:]) != (H, W):
+        raise CompositeError(f"person masks {tuple(person_masks.shape)} do not match the image {W} x {H}")
+    if reach <= 0 or masks.shape[0] == 0:
+        return masks.float()
+    if bins < 2 or ratio <= 0:
+        raise CompositeError(f"bins must be >= 2 and ratio > 0 (got {bins}, {ratio})")
+    q = (img.clamp(0, 1) * (bins - 1e-4)).long()
+    idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    out = []
+    for m in masks:
+        rows = torch.nonzero(m.any(1))
+        if len(rows) == 0:
+            out.append(m.float())
+            continue
+        h = int(rows.max() - rows.min()) + 1
+        steps = max(1, round(reach * h))
+        zone = _dilate(m.float(), steps) > 0.5
+        core = (1 - _dilate((~m).float(), max(1, round(0.015 * h)))) > 0.5
+        if int(core.sum()) < 50:
+            core = m
+        far = ~zone
+        if not bool(far.any()):
+            out.append(m.float())
+            continue
+        fg = torch.bincount(idx[core], minlength=bins ** 3).float() + 0.5
+        bg = torch.bincount(idx[far], minlength=bins ** 3).float() + 0.5
+        like = (fg / fg.sum() > ratio * (bg / bg.sum()))[idx] & zone
+        # geodesic growth inside the zone's bounding box only (cheap)
+        ys, xs = torch.nonzero(zone, as_tuple=True)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        grown, allowed = m[y0:y1, x0:x1].clone(), like[y0:y1, x0:x1] | m[y0:y1, x0:x1]
+        for _ in range(steps):
+            nxt = (_dilate(grown.float(), 1) > 0.5) & allowed
+            if torch.equal(nxt, grown):
+                break
+            grown = nxt
+        full = m.clone()
+        full[y0:y1, x0:x1] = grown
+        out.append(full.float())
+    return torch.stack(out)
 
 
 def person_mask(

@@ -200,6 +200,8 @@ class RefSDPipeline:
         denoise, steps, guidance: diffusion strength (0.6 keeps the avatar's layout), denoising
             steps actually run (ComfyUI's KSampler semantics), classifier-free guidance.
         margin: growth of each person's region (fraction of their height).
+        reach: how far each silhouette may first extend over adjacent person-coloured pixels
+            (coats, hair; fraction of height, 0 = off; :func:`refsd.composite.extend_to_person`).
         feather, match_color: compositing (pixels of inward feathering; colour matching 0..1).
         fov_deg, coords, hand_order, min_confidence: keypoint fitting options (RefSD Fit Body's).
         keep_size, draw_hands, draw_face: avatar rendering options (RefSD Render Avatar's).
@@ -222,6 +224,7 @@ class RefSDPipeline:
         steps: int = 20,
         guidance: float = 6.0,
         margin: float = 0.06,
+        reach: float = 0.25,
         feather: float = 1.5,
         match_color: float = 0.5,
         fov_deg: float | None = None,
@@ -266,6 +269,7 @@ class RefSDPipeline:
             raise PipelineError(f"denoise is {denoise}; use a value in (0, 1] (0.6 keeps the avatar's layout)")
         self.denoise, self.steps, self.guidance = float(denoise), int(steps), float(guidance)
         self.margin, self.feather, self.match_color = float(margin), float(feather), float(match_color)
+        self.reach = float(reach)
         self.fit_options = dict(coords=coords, hand_order=hand_order, min_confidence=float(min_confidence),
                                 fov_deg=fov_deg)
         self.render_options = dict(keep_size=bool(keep_size), draw_hands=bool(draw_hands), draw_face=bool(draw_face))
@@ -310,7 +314,7 @@ class RefSDPipeline:
         self._sync()
         t2 = time.perf_counter()
         timings["render"] = t2 - t1
-        region, per = region_masks(model, fit, self.margin, (p.alpha,))
+        region, per = region_masks(model, fit, self.margin, (p.alpha,), image=img, reach=self.reach)
         dev_img = img.to(self.device)
         region_d = region.to(self.device)
         background = remove_people(dev_img, region_d)
@@ -443,7 +447,7 @@ class RefSDPipeline:
         return {
             "body": self.body.label, "device": str(self.device), "crop_size": list(self.crop_size),
             "context": self.context, "denoise": self.denoise, "steps": self.steps, "guidance": self.guidance,
-            "margin": self.margin, "feather": self.feather, "match_color": self.match_color,
+            "margin": self.margin, "reach": self.reach, "feather": self.feather, "match_color": self.match_color,
             "fit": self.fit_options, "render": self.render_options, "attributes": att,
             "refiner": self.refiner.describe() if self.refiner is not None else {"backend": "none"},
         }

@@ -136,6 +136,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--hand-order", default="left_first", choices=["left_first", "right_first"])
     b.add_argument("--min-confidence", type=float, default=0.3)
     b.add_argument("--margin", type=float, default=0.06, help="growth of each person's region (fraction of height)")
+    b.add_argument("--reach", type=float, default=0.25,
+                   help="how far a silhouette may extend over adjacent person-coloured pixels first (coats, hair; "
+                   "fraction of height, 0 = off)")
     b.add_argument("--feather", type=float, default=1.5)
     b.add_argument("--match-color", type=float, default=0.5)
 
@@ -203,7 +206,7 @@ def build_config(args) -> dict:
         "refiner": refiner, "body": args.body, "gender": args.gender,
         "device": args.device, "crop_width": args.crop_size[0], "crop_height": args.crop_size[1],
         "context": args.context, "denoise": args.denoise, "steps": args.steps, "guidance": args.guidance,
-        "margin": args.margin, "feather": args.feather, "match_color": args.match_color, "fov_deg": args.fov,
+        "margin": args.margin, "reach": args.reach, "feather": args.feather, "match_color": args.match_color, "fov_deg": args.fov,
         "coords": args.coords, "hand_order": args.hand_order, "min_confidence": args.min_confidence,
         "max_leak": args.max_leak, "extra_positive": args.extra_positive, "extra_negative": args.extra_negative,
         "attributes": _attributes(args),

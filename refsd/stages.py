@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .composite import CompositeError, person_mask
+from .composite import CompositeError, extend_to_person, person_mask
 from .crop import CropBox, crop, crop_boxes, paste
 
 __all__ = ["pick", "region_masks", "people_crop_boxes", "crop_batch", "crop_mask_batch", "paste_crops"]
@@ -29,16 +29,21 @@ def pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
 
 
 def region_masks(
-    model, fit, margin: float = 0.06, masks: Sequence[torch.Tensor | None] = ()
+    model, fit, margin: float = 0.06, masks: Sequence[torch.Tensor | None] = (),
+    image: torch.Tensor | None = None, reach: float = 0.25,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The region to replace in one image: the fitted silhouettes grown by ``margin`` of each
-    person's height, united with the given extra masks (a segmentation, the avatars' mask).
+    """The region to replace in one image: the fitted silhouettes (with ``image``: extended over
+    adjacent pixels of the person's colours up to ``reach`` x their height, for coats and hair,
+    :func:`refsd.composite.extend_to_person`) grown by ``margin`` of each person's height,
+    united with the given extra masks (a segmentation, the avatars' mask).
 
     Returns ``(union (H, W), per_person (P, H, W))`` on the CPU (see :func:`refsd.composite.person_mask`).
     """
     from .render.scene import fit_person_masks
 
     fitted = fit_person_masks(model, fit).cpu()
+    if image is not None and reach > 0:
+        fitted = extend_to_person(image.cpu(), fitted, reach)
     extra = [m.cpu() for m in masks if m is not None]
     user = torch.stack(extra).amax(0) if extra else None
     return person_mask(fitted, user, margin)

@@ -8,7 +8,15 @@ import torch
 from PIL import Image
 
 from refsd.comfy_server import PACK_ROOT
-from refsd.composite import CompositeError, composite, grow_masks, leak_ratio, person_mask, remove_people
+from refsd.composite import (
+    CompositeError,
+    composite,
+    extend_to_person,
+    grow_masks,
+    leak_ratio,
+    person_mask,
+    remove_people,
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +131,45 @@ def test_new_pixels_that_equal_the_photo_by_chance_are_nudged(photo):
     keep = ((other - photo).abs() > 2 / 255).any(-1) & inside
     nudged = composite(clean, torch.zeros_like(photo) + 0.5, alpha, region, 0.0, 0.0, original=photo)
     assert torch.equal(nudged[keep], other[keep])
+
+
+def test_silhouette_extends_over_the_persons_clothes_only():
+    """Synthetic scene: grey background, a red coat of which the body silhouette covers only the top,
+    a red blob far away (beyond reach), a blue bag touching the coat."""
+    img = torch.full((200, 200, 3), 0.5)
+    img[40:180, 60:110] = torch.tensor([0.8, 0.1, 0.1])  # the coat
+    img[150:180, 110:130] = torch.tensor([0.1, 0.1, 0.8])  # a bag touching it
+    img[0:15, 182:198] = torch.tensor([0.8, 0.1, 0.1])  # same colour, far away
+    sil = torch.zeros(1, 200, 200)
+    sil[0, 40:120, 65:105] = 1  # the body: part of the coat
+    ext = extend_to_person(img, sil, reach=0.8)  # 64 px: the coat reaches 60 px below the body
+    assert ext[0, 40:180, 60:110].min() == 1  # the whole coat
+    assert ext[0, 150:180, 112:130].max() == 0  # not the bag
+    assert ext[0, 0:15, 182:198].max() == 0  # not the far blob
+    assert extend_to_person(img, sil, reach=0.25)[0, 150:].max() == 0  # and no farther than reach
+    assert ext[0, :, 130:180].max() == 0 and ext[0, 180:].max() == 0  # not the background
+    assert torch.equal(extend_to_person(img, sil, reach=0.0), sil)
+    with pytest.raises(CompositeError, match="do not match the image"):
+        extend_to_person(img, sil[:, :100], reach=0.5)
+
+
+def test_camera_coat_is_inside_the_region_with_the_photo(photo, anny_model):
+    """On the sample photo the fitted body misses the long coat's lower left edge; with the photo the
+    region covers the man's dark pixels (coat, hair, gloves) almost entirely."""
+    import json
+
+    from refsd.fit import BodyFitter
+    from refsd.fit.api import fit_pose_keypoint
+    from refsd.render.scene import fit_person_masks
+
+    frames = json.loads((PACK_ROOT / "samples" / "camera.json").read_text())
+    fit = fit_pose_keypoint(BodyFitter(anny_model), frames, [(512, 512)])[0]
+    sil = fit_person_masks(anny_model, fit).cpu()
+    dark = photo.mean(-1) < 0.2
+    dark[:, 360:] = False  # everything dark left of x=360 below the sky is the man (or his camera)
+    dark[:60] = False
+    plain, _ = person_mask(sil, None, 0.06)
+    grown, _ = person_mask(extend_to_person(photo, sil, 0.25), None, 0.06)
+    before, after = float(plain[dark].mean()), float(grown[dark].mean())
+    assert before < 0.95 and after > 0.985, (before, after)
+    assert float(grown.mean()) < 0.55  # it did not swallow the scene
