@@ -59,6 +59,17 @@ def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(m, (k, 1), stride=1, padding=(radius, 0))[0, 0]
 
 
+def _dilate_coarse(mask: torch.Tensor, radius: int, factor: int = 4) -> torch.Tensor:
+    """A cheap superset of ``_dilate(mask, radius)`` for large radii: the dilation done at
+    1/``factor`` resolution (at most ``factor`` pixels larger). For bounds, not for margins."""
+    if radius < 4 * factor:
+        return _dilate(mask, radius)
+    H, W = mask.shape
+    small = F.max_pool2d(mask[None, None].float(), factor, ceil_mode=True)[0, 0]
+    big = _dilate(small, -(-radius // factor))
+    return big.repeat_interleave(factor, 0).repeat_interleave(factor, 1)[:H, :W]
+
+
 def grow_masks(person_masks: torch.Tensor, margin: float = 0.04, min_px: int = 2) -> torch.Tensor:
     """Grow each person's mask ``(P, H, W)`` by ``margin`` x that person's silhouette height
     (at least ``min_px`` pixels), for hair, loose clothes and fitting error; returns ``(P, H, W)``."""
@@ -109,7 +120,7 @@ def extend_to_person(
             continue
         h = int(rows.max() - rows.min()) + 1
         steps = max(1, round(reach * h))
-        zone = _dilate(m.float(), steps) > 0.5
+        zone = _dilate_coarse(m.float(), steps) > 0.5
         core = (1 - _dilate((~m).float(), max(1, round(0.015 * h)))) > 0.5
         if int(core.sum()) < 50:
             core = m
@@ -124,8 +135,9 @@ def extend_to_person(
         ys, xs = torch.nonzero(zone, as_tuple=True)
         y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
         grown, allowed = m[y0:y1, x0:x1].clone(), like[y0:y1, x0:x1] | m[y0:y1, x0:x1]
-        for _ in range(steps):
-            nxt = (_dilate(grown.float(), 1) > 0.5) & allowed
+        ring = max(1, min(4, steps // 8))  # pixels per growth step: crosses gaps up to this wide (safe side)
+        for _ in range((steps + ring - 1) // ring):
+            nxt = (_dilate(grown.float(), ring) > 0.5) & allowed
             if torch.equal(nxt, grown):
                 break
             grown = nxt

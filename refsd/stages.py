@@ -41,9 +41,10 @@ def region_masks(
     """
     from .render.scene import fit_person_masks
 
-    fitted = fit_person_masks(model, fit).cpu()
-    if image is not None and reach > 0:
-        fitted = extend_to_person(image.cpu(), fitted, reach)
+    fitted = fit_person_masks(model, fit)
+    if image is not None and reach > 0:  # on the model's device (the GPU when there is one)
+        fitted = extend_to_person(image.to(fitted.device), fitted, reach)
+    fitted = fitted.cpu()
     extra = [m.cpu() for m in masks if m is not None]
     user = torch.stack(extra).amax(0) if extra else None
     return person_mask(fitted, user, margin)
