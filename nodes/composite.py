@@ -7,7 +7,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..refsd.composite import composite, leak_ratio, no_survivors, remove_people
+from ..refsd.composite import composite, leak_ratio, remove_people
 from ..refsd.stages import crop_batch, crop_mask_batch, paste_crops, people_crop_boxes, region_masks
 from ..refsd.stages import pick as _pick
 from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
@@ -267,8 +267,4 @@ class PastePeople(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, crops, crop_boxes, mask=None, original=None) -> io.NodeOutput:
-        out = paste_crops(image, crops, crop_boxes, mask)
-        if original is not None and mask is not None:
-            out = torch.stack([no_survivors(out[i], _pick(original, i), _pick(mask, i)).to(out.dtype)
-                               for i in range(out.shape[0])])
-        return io.NodeOutput(out)
+        return io.NodeOutput(paste_crops(image, crops, crop_boxes, mask, original))

@@ -58,6 +58,7 @@ class ComfyServer:
         extra_args: list[str] | None = None,
         link_pack: bool = True,
         startup_timeout: float = 180.0,
+        model_links: dict[str, str | os.PathLike] | None = None,
     ):
         self.base_dir = Path(base_dir).resolve()
         self.comfyui_path = find_comfyui(comfyui_path)
@@ -66,6 +67,8 @@ class ComfyServer:
         self.extra_args = extra_args or []
         self.link_pack = link_pack
         self.startup_timeout = startup_timeout
+        # files or folders linked into models/: {"anny": anny_cache, "checkpoints/sd15.safetensors": path}
+        self.model_links = {k: Path(v).resolve() for k, v in (model_links or {}).items()}
         self.proc: subprocess.Popen | None = None
         self.log_path = self.base_dir / "comfyui.log"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -90,6 +93,11 @@ class ComfyServer:
             link = self.base_dir / "custom_nodes" / PACK_LINK_NAME
             if not link.exists():
                 link.symlink_to(PACK_ROOT, target_is_directory=True)
+        for rel, target in self.model_links.items():
+            dest = self.models_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists() and not dest.is_symlink():
+                dest.symlink_to(target, target_is_directory=target.is_dir())
         settings = self.base_dir / "user" / "default" / "comfy.settings.json"
         if not settings.exists():
             # Skip the frontend's first-run template dialog.

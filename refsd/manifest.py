@@ -40,6 +40,7 @@ __all__ = [
     "keypoints_for",
     "output_stem",
     "now_iso",
+    "privacy_error",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -93,6 +94,21 @@ def output_stem(image_key: str) -> str:
     """A flat, collision-free file stem for an image key (``a/b.png`` -> ``a__b``)."""
     stem = image_key.rsplit(".", 1)[0] if "." in image_key.rsplit("/", 1)[-1] else image_key
     return stem.replace("/", "__")
+
+
+def privacy_error(
+    privacy_passed: bool | None, leak_ratio: float | None, unfitted: int, allow_unfitted: bool, detail: str = ""
+) -> str | None:
+    """Why an output must not be shared, or None: people of the keypoints the fit had to skip
+    (they were not replaced; accepted with ``allow_unfitted``) and a failed privacy check.
+    Both ``refsd run`` and ``refsd pseudonymize`` record this as the image's ``error``."""
+    problems = []
+    if unfitted and not allow_unfitted:
+        problems.append(f"{unfitted} person(s) in the keypoints could not be fitted and would stay in the image"
+                        f"{f' ({detail})' if detail else ''}; --allow-unfitted accepts that")
+    if privacy_passed is False:
+        problems.append(f"privacy check failed: leak ratio {float(leak_ratio or 0.0):.6f}")
+    return "; ".join(problems) or None
 
 
 class Manifest:

@@ -40,8 +40,9 @@ from typing import Any
 
 import torch
 
-from .attributes import AttributeDistribution, PersonAttributes, build_prompt
+from .attributes import AttributeDistribution, PersonAttributes
 from .errors import RefSDError
+from .refine import crop_prompts
 
 __all__ = ["PipelineError", "PipelineResult", "RefSDPipeline", "person_seed", "load_image", "STAGES"]
 
@@ -334,10 +335,8 @@ class RefSDPipeline:
             prep.crops = crop_batch(comp[None], boxes, "border")
             prep.maps = {c: crop_batch(getattr(p, CONTROL_MAPS[c])[None], boxes) for c in self.refiner.controls}
             prep.masks = crop_mask_batch(p.alpha[None], boxes)
-            for b in boxes:
-                person = people[b.person_index]
-                prep.prompts.append(build_prompt(person, self.extra_positive, self.extra_negative))
-                prep.seeds.append(person_seed(seed, fit.people[b.person_index].keypoint_index))
+            prep.prompts = crop_prompts([people], boxes, self.extra_positive, self.extra_negative)
+            prep.seeds = [person_seed(seed, fit.people[b.person_index].keypoint_index) for b in boxes]
         self._sync()
         timings["composite"] = time.perf_counter() - t3
         return prep

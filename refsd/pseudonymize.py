@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RefSDError
-from .manifest import IMAGE_SUFFIXES, Manifest, image_seed, keypoints_for, list_images, output_stem
+from .manifest import IMAGE_SUFFIXES, Manifest, image_seed, keypoints_for, list_images, output_stem, privacy_error
 
 __all__ = ["add_parser", "main", "collect_inputs", "build_config", "process_one", "run_local", "run_ray"]
 
@@ -310,15 +310,11 @@ def process_one(pipe, item: dict, options: dict, worker: str) -> tuple[dict, dic
         privacy_passed=res.privacy_passed, timings={k: round(v, 4) for k, v in res.timings.items()},
         notes=list(res.notes),
     )
-    problems = []
-    if res.unfitted and not options.get("allow_unfitted"):
-        which = "; ".join(f"person {i}: {why}" for i, why in res.unfitted)
-        problems.append(f"{len(res.unfitted)} person(s) in the keypoints could not be fitted and would stay "
-                        f"recognisable ({which}); output not written (--allow-unfitted writes it anyway)")
-    if not res.privacy_passed and not options.get("keep_failed"):
-        problems.append(f"privacy check failed: leak ratio {res.leak_ratio:.6f}")
-    if problems:
-        rec.update(status="error", error="; ".join(problems), seconds=round(time.perf_counter() - t0, 3))
+    which = "; ".join(f"person {i}: {why}" for i, why in res.unfitted)
+    error = privacy_error(None if options.get("keep_failed") else res.privacy_passed, res.leak_ratio,
+                          len(res.unfitted), bool(options.get("allow_unfitted")), which)
+    if error:
+        rec.update(status="error", error=error, seconds=round(time.perf_counter() - t0, 3))
         return rec, {}
     files = {f"{stem}/{OUTPUT_NAME}": _png(res.pil())}
     if options.get("save_extras"):

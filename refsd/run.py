@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .comfy_client import ComfyClient, ComfyConnectionError, PromptRejected
-from .manifest import Manifest, image_seed, keypoints_for, list_images, output_stem
+from .manifest import Manifest, image_seed, keypoints_for, list_images, output_stem, privacy_error
 from .workflow import WorkflowError, is_api_format, is_ui_format, ui_to_api
 
 __all__ = ["RunOptions", "RunError", "load_workflow", "bind_prompt", "run_folder", "add_parser", "main"]
@@ -276,18 +276,16 @@ class _Runner:
         }
         ratios = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "leak_ratio")
         passed = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "passed")
-        failure = None
         # a person the fit skipped (too few keypoints) is not replaced: they would stay in the image
         unfitted = sum(len(f.get("skipped") or []) for f in (rec["fit"] or []))
+        leak_failed = None
         if ratios is not None:
             rec["leak_ratio"] = max(float(r) for r in ratios)
             rec["privacy_passed"] = bool(all(passed)) if passed is not None else None
-            # the check also fails for unfitted people when it gets the body fit; that case is reported below
-            if rec["privacy_passed"] is False and not (unfitted and rec["leak_ratio"] == 0.0):
-                failure = f"privacy check failed: leak ratio {rec['leak_ratio']:.6f}"
-        if unfitted and not self.opts.allow_unfitted and failure is None:
-            failure = (f"{unfitted} person(s) in the keypoints could not be fitted and would stay in the image "
-                       "(see fit.skipped); --allow-unfitted keeps such outputs")
+            # with the body fit connected, the check also fails for unfitted people alone: counted once, below
+            leak_failed = rec["privacy_passed"] is False and not (unfitted and rec["leak_ratio"] == 0.0)
+        failure = privacy_error(False if leak_failed else None, rec["leak_ratio"], unfitted,
+                                self.opts.allow_unfitted, "see fit.skipped")
         if failure:
             rec["status"], rec["error"] = "error", failure
             if not self.opts.keep_failed:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .composite import CompositeError, extend_to_person, person_mask
+from .composite import CompositeError, extend_to_person, no_survivors, person_mask
 from .crop import CropBox, crop, crop_boxes, paste
 
 __all__ = ["pick", "region_masks", "people_crop_boxes", "crop_batch", "crop_mask_batch", "paste_crops"]
@@ -91,10 +91,13 @@ def crop_mask_batch(mask: torch.Tensor | None, boxes: Sequence[CropBox]) -> torc
 
 
 def paste_crops(
-    images: torch.Tensor, crops: torch.Tensor, boxes: Sequence[CropBox], mask: torch.Tensor | None = None
+    images: torch.Tensor, crops: torch.Tensor, boxes: Sequence[CropBox], mask: torch.Tensor | None = None,
+    original: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Put (refined) crops back into ``images (B, H, W, 3)`` at their boxes, resized to the box
-    size when needed; ``mask (B, H, W)`` (e.g. the avatars' mask) limits the paste."""
+    size when needed; ``mask (B, H, W)`` (e.g. the avatars' mask) limits the paste. With
+    ``original`` (the photos) and a mask, pixels inside the mask that equal the photo are nudged
+    (:func:`refsd.composite.no_survivors`)."""
     if crops.shape[0] != len(boxes):
         raise CompositeError(f"{crops.shape[0]} crops for {len(boxes)} crop boxes; keep the sampler's batch.")
     out = [images[i].clone() for i in range(images.shape[0])]
@@ -104,4 +107,6 @@ def paste_crops(
                               mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
         i = box.image_index
         out[i] = paste(out[i], c, box, mask=pick(mask, i))
+    if original is not None and mask is not None:
+        out = [no_survivors(o, pick(original, i), pick(mask, i)) for i, o in enumerate(out)]
     return torch.stack(out).to(images.dtype)

@@ -225,7 +225,7 @@ def build_sd15(size: str = "tiny", seed: int = 0, vocab_size: int | None = None,
     out = {"unet": unet, "vae": vae, "text_encoder": text_encoder,
            "scheduler": PNDMScheduler.from_config(SCHEDULER_CONFIG)}
     for k in ("unet", "vae", "text_encoder"):
-        out[k].eval()
+        out[k].train(False)  # inference mode (nn.Module.eval)
         if dtype is not None:
             out[k].to(dtype=dtype)
     return out
@@ -242,7 +242,7 @@ def build_controlnet(unet, size: str = "tiny", seed: int = 0):
         with torch.device(unet.device):
             cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond, load_weights_from_unet=False)
     _randomize_zeros(cn, seed + 1)
-    cn.eval()
+    cn.train(False)  # inference mode (nn.Module.eval)
     return cn if cn.dtype == unet.dtype else cn.to(dtype=unet.dtype)
 
 

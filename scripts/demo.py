@@ -79,15 +79,9 @@ def main() -> int:
     if base.exists():
         shutil.rmtree(base)
     (cache / "anny").mkdir(parents=True, exist_ok=True)
-    (base / "models").mkdir(parents=True, exist_ok=True)
-    (base / "models" / "anny").symlink_to(cache / "anny", target_is_directory=True)  # Anny cache, built once
+    links = {"anny": cache / "anny"}  # the Anny cache, built once
     if full:
-        for key, folder in MODEL_ENV.items():
-            src = Path(models[key]).resolve()
-            d = base / "models" / folder
-            d.mkdir(parents=True, exist_ok=True)
-            if not (d / src.name).exists():
-                (d / src.name).symlink_to(src)
+        links.update({f"{folder}/{Path(models[key]).name}": Path(models[key]) for key, folder in MODEL_ENV.items()})
         overrides += [f"11.ckpt_name={Path(models['REFSD_CHECKPOINT']).name}",
                       f"15.control_net_name={Path(models['REFSD_CONTROLNET_DEPTH']).name}",
                       f"16.control_net_name={Path(models['REFSD_CONTROLNET_OPENPOSE']).name}"]
@@ -95,7 +89,7 @@ def main() -> int:
     if not full:
         print("No SD1.5 checkpoint/ControlNets given: running refsd_render_only (see the README to run refsd_full).")
 
-    with ComfyServer(base, comfyui) as server:
+    with ComfyServer(base, comfyui, model_links=links) as server:
         print(f"ComfyUI {server.url} up in {time.time() - t0:.1f} s; pack import time {server.pack_import_seconds()} s")
         t1 = time.time()
         summary = run_folder(RunOptions(workflow=workflow, input_dir=args.input, output_dir=args.output,

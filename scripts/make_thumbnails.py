@@ -43,9 +43,7 @@ def main() -> None:
     for i, (name, src) in enumerate(saves.items()):
         prompt[f"t{i}"] = {"class_type": "SaveImage", "inputs": {"images": src, "filename_prefix": f"thumb/{name}"}}
     with tempfile.TemporaryDirectory() as td:
-        (Path(td) / "models").mkdir()
-        (Path(td) / "models" / "anny").symlink_to(cache / "anny", target_is_directory=True)
-        with ComfyServer(td) as server:
+        with ComfyServer(td, model_links={"anny": cache / "anny"}) as server:
             client = server.client()
             client.upload(ROOT / "samples" / "camera.png")
             client.upload(ROOT / "samples" / "camera.json")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import comfy_base_dir
+from helpers import model_links
 
 from refsd.comfy_client import ComfyClient
 from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
@@ -49,8 +49,8 @@ def random_models(comfyui_path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory, comfyui_path, random_models, anny_cache_dir):
-    base = comfy_base_dir(tmp_path_factory.mktemp("comfyui-base"), anny_cache_dir, random_models)
-    server = ComfyServer(base, comfyui_path)
+    base = tmp_path_factory.mktemp("comfyui-base")
+    server = ComfyServer(base, comfyui_path, model_links=model_links(anny_cache_dir, random_models))
     server.start()
     try:
         yield server

@@ -58,12 +58,10 @@ def use_test_models(prompt: dict, random_models: dict, image: str = "camera.png"
     return p
 
 
-def comfy_base_dir(base: Path, anny_cache_dir: Path, random_models: dict | None = None) -> Path:
-    """A ComfyUI base directory with the built Anny cache (and the random test models) linked in."""
-    (base / "models").mkdir(parents=True, exist_ok=True)
-    (base / "models" / "anny").symlink_to(anny_cache_dir, target_is_directory=True)  # reuse the built cache
-    for kind, folder in (("checkpoint", "checkpoints"), ("controlnet", "controlnet")) if random_models else ():
-        d = base / "models" / folder
-        d.mkdir(parents=True, exist_ok=True)
-        (d / random_models[kind].name).symlink_to(random_models[kind])
-    return base
+def model_links(anny_cache_dir: Path, random_models: dict | None = None) -> dict[str, Path]:
+    """ComfyServer ``model_links``: the built Anny cache (and the random test models)."""
+    links = {"anny": anny_cache_dir}
+    if random_models:
+        links[f"checkpoints/{random_models['checkpoint'].name}"] = random_models["checkpoint"]
+        links[f"controlnet/{random_models['controlnet'].name}"] = random_models["controlnet"]
+    return links

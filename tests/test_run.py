@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import comfy_base_dir
+from helpers import model_links
 from PIL import Image
 
 from refsd.cli import main as cli_main
@@ -184,7 +184,8 @@ def test_killed_run_resumes_without_duplicates(comfy_server, tmp_path):
 
 @pytest.fixture
 def second_server(tmp_path_factory, comfyui_path, anny_cache_dir):
-    with ComfyServer(comfy_base_dir(tmp_path_factory.mktemp("comfyui-second"), anny_cache_dir), comfyui_path) as s:
+    with ComfyServer(tmp_path_factory.mktemp("comfyui-second"), comfyui_path,
+                     model_links=model_links(anny_cache_dir)) as s:
         yield s
 
 
