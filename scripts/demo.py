@@ -89,6 +89,8 @@ def main() -> int:
     if not full:
         print("No SD1.5 checkpoint/ControlNets given: running refsd_render_only (see the README to run refsd_full).")
 
+    # a demo always runs: start a fresh manifest (refsd run itself would resume and skip done images)
+    (args.output / "manifest.jsonl").unlink(missing_ok=True)
     with ComfyServer(base, comfyui, model_links=links) as server:
         print(f"ComfyUI {server.url} up in {time.time() - t0:.1f} s; pack import time {server.pack_import_seconds()} s")
         t1 = time.time()
