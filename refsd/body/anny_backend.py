@@ -668,7 +668,10 @@ class AnnyBody(BodyModel):
         verts = out["vertices"] + offset
         heads = out["heads"] + offset
 
-        kp = torch.einsum("kv,bvd->bkd", self._kp_weights.to(verts.dtype), verts)
+        # Keypoints regressed from the untranslated vertices, then translated: the weights of a
+        # keypoint sum to 1 only up to float32 rounding (~1e-7 x the number of vertices it uses),
+        # so regressing translated vertices would move the point by (sum - 1) x transl as well.
+        kp = torch.einsum("kv,bvd->bkd", self._kp_weights.to(verts.dtype), out["vertices"]) + offset
         named = dict(zip(self._kp_keys, kp.unbind(1), strict=True))
         neck = 0.5 * (named["left_shoulder"] + named["right_shoulder"])
         coco18 = torch.stack([named[k] if k is not None else neck for k in _COCO18_KEYS], dim=1)
@@ -685,7 +688,8 @@ class AnnyBody(BodyModel):
 
         pj = self._pose_joint_heads
         valid = (pj >= 0).to(verts.dtype)
-        pose_joints = (heads[:, pj.clamp(min=0)] * valid[None, :, :, None]).sum(2) / valid.sum(1)[None, :, None]
+        rest_heads = out["heads"][:, pj.clamp(min=0)] * valid[None, :, :, None]
+        pose_joints = rest_heads.sum(2) / valid.sum(1)[None, :, None] + offset  # translated last, as kp
 
         device = verts.device
         kp_valid = {
