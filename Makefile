@@ -13,9 +13,9 @@ export REFSD_CACHE_DIR ?= $(CACHE)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FRONTEND_SPEC ?= comfyui-frontend-package==1.32.9
 
-.PHONY: setup browser test lint demo bench clean
+.PHONY: setup browser photos test test-portable lint demo contact-sheet bench clean
 
-setup: $(VENV)/.deps-stamp browser
+setup: $(VENV)/.deps-stamp browser photos
 
 # Debian's Chromium for the frontend tests (Playwright drives /usr/bin/chromium; it never
 # downloads a browser). Installed when running as root; elsewhere install it yourself
@@ -28,6 +28,11 @@ browser:
 			|| echo "could not install chromium; the frontend tests will be skipped"; \
 		else echo "chromium not found at $(CHROMIUM) (apt-get install chromium); the frontend tests will be skipped"; fi; \
 	fi
+
+# Real photos of people for the tests and the contact sheet, unpacked from pinned registry
+# wheels (scikit-image's astronaut.png, ultralytics' bus.jpg; sha256-checked, never committed).
+photos: | $(VENV)/.torch-stamp
+	$(PY) scripts/fetch_photos.py $(CACHE)/photos
 
 $(VENV)/.torch-stamp:
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +59,17 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The numeric tests under every torch CPU kernel set this CPU has (ATEN_CPU_CAPABILITY default /
+# avx2 / avx512) x 1 and 2 threads: what must hold on any machine of this kind (~10 min on 2 cores).
+test-portable: setup
+	$(PY) scripts/test_portable.py
+
 demo: setup
 	$(PY) scripts/demo.py --output output
+
+# Before/after of the render-only pipeline on camera.png, astronaut.png and bus.jpg: output/contact_sheet.png
+contact-sheet: setup
+	$(PY) scripts/contact_sheet.py --output output
 
 bench: setup
 	$(PY) bench/fit.py --quick

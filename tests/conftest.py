@@ -31,6 +31,25 @@ pytest_plugins = ["_body_fixtures", "_diffusers_fixtures"]
 CACHE_DIR = Path(os.environ.get("REFSD_CACHE_DIR") or PACK_ROOT / ".cache")
 
 
+def pytest_report_header(config):
+    import torch
+
+    cap = torch.backends.cpu.get_cpu_capability()
+    return f"torch CPU capability: {cap.lower()}, threads: {torch.get_num_threads()}"
+
+
+def pytest_sessionstart(session):
+    """``REFSD_EXPECT_CPU_CAPABILITY`` (set by scripts/test_portable.py): stop at once when torch
+    did not take ``ATEN_CPU_CAPABILITY`` (it silently falls back when the CPU lacks it)."""
+    want = os.environ.get("REFSD_EXPECT_CPU_CAPABILITY")
+    if want:
+        import torch
+
+        got = torch.backends.cpu.get_cpu_capability().lower()
+        if got != want.lower():
+            pytest.exit(f"torch runs with CPU capability {got!r}, not {want!r}: this CPU lacks it", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def comfyui_path() -> Path:
     return find_comfyui()
