@@ -43,6 +43,8 @@ import torch
 from .errors import RefSDError
 
 __all__ = [
+    "BACKGROUND_NEGATIVE",
+    "BACKGROUND_PROMPT",
     "DiffusionModelError",
     "CONTROL_MAPS",
     "DEFAULT_CONTROL_SCALES",
@@ -74,6 +76,11 @@ CONTROLNET_LAYOUT = (
     "a diffusers ControlNet folder (config.json + diffusion_pytorch_model.safetensors), or a single .safetensors "
     "file together with a local folder holding its config.json"
 )
+
+
+#: The prompts of the SD inpainting of the removed region (as in the refsd_sd_removal graph).
+BACKGROUND_PROMPT = "empty scene, background only, natural continuation of the surroundings, photo, high quality"
+BACKGROUND_NEGATIVE = "person, people, human, man, woman, body, face, silhouette, shadow of a person, blurry, artifacts"
 
 
 class DiffusionModelError(RefSDError):
@@ -436,6 +443,73 @@ class DiffusersRefiner:
             pipe = d.StableDiffusionControlNetInpaintPipeline(**pipe.components)
             pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
+
+    def _inpaint_pipe(self):
+        """SD inpainting with the refiner's own UNet / VAE / text encoder (no ControlNet): the
+        legacy 4-channel mode, the same as ComfyUI's SetLatentNoiseMask + KSampler (known latents
+        re-noised and put back after every step, so only the masked area is generated)."""
+        if getattr(self, "_bg_pipe", None) is None:
+            import inspect
+
+            d = _import_diffusers()
+            cls = d.StableDiffusionInpaintPipeline
+            params = set(inspect.signature(cls.__init__).parameters)
+            comps = {k: v for k, v in self.pipe.components.items() if k in params}
+            comps.setdefault("safety_checker", None)
+            comps.setdefault("feature_extractor", None)
+            comps["requires_safety_checker"] = False
+            self._bg_pipe = cls(**comps)
+            self._bg_pipe.set_progress_bar_config(disable=True)
+        return self._bg_pipe
+
+    def inpaint_background(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        seed: int,
+        *,
+        prompt: str = BACKGROUND_PROMPT,
+        negative: str = BACKGROUND_NEGATIVE,
+        steps: int = 20,
+        strength: float = 0.9,
+        guidance: float = 6.0,
+        max_side: int = 768,
+    ) -> torch.Tensor:
+        """Regenerate the removed region of ``image`` ``(H, W, 3)`` (the classical fill, 0..1)
+        where ``mask`` ``(H, W)`` is set, with SD inpainting on the region's bounding box (plus
+        1/4 context, scaled to at most ``max_side`` and to multiples of 8). Returns ``(H, W, 3)``
+        on ``image``'s device: the generated pixels inside the mask, ``image`` outside. The input
+        holds no pixel of the removed people (the classical fill replaced them), so neither can
+        the output."""
+        m = mask.detach().float().cpu() > 0.5
+        if not bool(m.any()):
+            return image
+        H, W = m.shape
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        cy, cx = (y1 - y0) // 4 + 8, (x1 - x0) // 4 + 8
+        y0, y1, x0, x1 = max(0, y0 - cy), min(H, y1 + cy), max(0, x0 - cx), min(W, x1 + cx)
+        h, w = y1 - y0, x1 - x0
+        scale = min(1.0, max_side / max(h, w))
+        th, tw = max(64, round(h * scale / 8) * 8), max(64, round(w * scale / 8) * 8)
+        crop = image.detach().float().cpu()[y0:y1, x0:x1].permute(2, 0, 1)[None]
+        mcrop = m[y0:y1, x0:x1].float()[None, None]
+        inp = torch.nn.functional.interpolate(crop, size=(th, tw), mode="bilinear", align_corners=False)
+        # the mask grows by the resampling's reach, so the generated area covers the region
+        mk = torch.nn.functional.max_pool2d(
+            torch.nn.functional.interpolate(mcrop, size=(th, tw), mode="bilinear", align_corners=False), 3, 1, 1)
+        gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        out = self._inpaint_pipe()(
+            prompt=[prompt], negative_prompt=[negative], image=inp.clamp(0, 1), mask_image=(mk > 0).float(),
+            strength=float(strength), num_inference_steps=img2img_steps(steps, strength), guidance_scale=float(guidance),
+            generator=[gen], output_type="pt", height=th, width=tw,
+        ).images.float().cpu()
+        out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+        back = torch.nn.functional.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+        result = image.detach().float().cpu().clone()
+        region = m[y0:y1, x0:x1]
+        result[y0:y1, x0:x1][region] = back[region]
+        return result.to(image.device)
 
     @property
     def map_names(self) -> tuple[str, ...]:

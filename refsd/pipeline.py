@@ -208,6 +208,9 @@ class RefSDPipeline:
         keep_size, draw_hands, draw_face: avatar rendering options (RefSD Render Avatar's).
         max_leak: the largest leak ratio that passes the privacy check.
         extra_positive, extra_negative: text added to every person's prompt.
+        sd_removal, removal_denoise: with a refiner, regenerate the removed region with the
+            refiner's SD model (inpainting on the classical fill, ``removal_denoise`` strength)
+            before the people are refined; False keeps the classical fill only.
     """
 
     def __init__(
@@ -238,6 +241,8 @@ class RefSDPipeline:
         max_leak: float = 0.0,
         extra_positive: str = "",
         extra_negative: str = "",
+        sd_removal: bool = True,
+        removal_denoise: float = 0.9,
     ):
         from .body.handle import BodyModelSpec
         from .crop import _check_size
@@ -270,6 +275,10 @@ class RefSDPipeline:
             raise PipelineError(f"denoise is {denoise}; use a value in (0, 1] (0.6 keeps the avatar's layout)")
         self.denoise, self.steps, self.guidance = float(denoise), int(steps), float(guidance)
         self.margin, self.feather, self.match_color = float(margin), float(feather), float(match_color)
+        self.sd_removal = bool(sd_removal)
+        if not 0.0 < float(removal_denoise) <= 1.0:
+            raise PipelineError(f"removal_denoise is {removal_denoise}; use a value in (0, 1] (0.9: ComfyUI graphs' default)")
+        self.removal_denoise = float(removal_denoise)
         self.reach = float(reach)
         self.fit_options = dict(coords=coords, hand_order=hand_order, min_confidence=float(min_confidence),
                                 fov_deg=fov_deg)
@@ -319,6 +328,10 @@ class RefSDPipeline:
         dev_img = img.to(self.device)
         region_d = region.to(self.device)
         background = remove_people(dev_img, region_d)
+        if self.refiner is not None and self.sd_removal and fit.num_people and hasattr(self.refiner, "inpaint_background"):
+            # regenerate the removed region with SD inpainting (refsd_full's graph does the same)
+            background = self.refiner.inpaint_background(
+                background, region_d, int(seed), steps=self.steps, strength=self.removal_denoise, guidance=self.guidance)
         self._sync()
         t3 = time.perf_counter()
         timings["remove"] = t3 - t2
@@ -447,6 +460,7 @@ class RefSDPipeline:
             "body": self.body.label, "device": str(self.device), "crop_size": list(self.crop_size),
             "context": self.context, "denoise": self.denoise, "steps": self.steps, "guidance": self.guidance,
             "margin": self.margin, "reach": self.reach, "feather": self.feather, "match_color": self.match_color,
+            "sd_removal": self.sd_removal, "removal_denoise": self.removal_denoise,
             "fit": self.fit_options, "render": self.render_options, "attributes": att,
             "refiner": self.refiner.describe() if self.refiner is not None else {"backend": "none"},
         }
