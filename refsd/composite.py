@@ -537,6 +537,7 @@ def match_colors(
     * White balance: the scene's grey-world cast (its mean colour over its mean luma, outside
       ``region``), raised to ``strength`` and limited to :data:`MAX_WHITE_BALANCE` per channel
       with the luma kept, so skin stays within the Monk-scale hue range.
+    * Pixels the gain pushes past 1 are scaled down as a whole, keeping their hue.
     """
     if not 0.0 <= strength <= 1.0:
         raise CompositeError(f"match_color is {strength}; use a value between 0 (off) and 1 (full)")
@@ -558,7 +559,10 @@ def match_colors(
     cast = (mean / _luma(mean).clamp_min(1e-3)) ** strength
     cast = cast.clamp(1 / MAX_WHITE_BALANCE, MAX_WHITE_BALANCE)
     cast = cast / _luma(cast)  # white balance only: the luma stays the exposure's
-    return (people * exposure * cast).clamp(0, 1)
+    out = people * exposure * cast
+    # hue-preserving clip: a pixel pushed past 1 is scaled down as a whole (clamping each channel
+    # would flatten light skin towards yellow/white: R saturates first, G and B keep rising)
+    return (out / out.amax(-1, keepdim=True).clamp_min(1.0)).clamp(0, 1)
 
 
 def composite(

@@ -186,3 +186,35 @@ def test_render_only_pipeline_on_astronaut(photos, pipe):
     for j in ("Nose", "Neck", "RShoulder", "LShoulder"):
         x, y = body[J[j], :2]
         assert res.avatar_mask[int(y), int(x)] > 0.5, j
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "bus.jpg"])
+def test_colour_match_keeps_skin_hues_on_real_colour_photos(photos, name):
+    """On real colour photos (daylight bus street, studio portrait) the colour match moves the ten
+    Monk skin swatches' hue by at most 16 degrees and keeps every one inside the skin-hue range
+    (HSV 0-50 degrees) and its saturation (>= 0.7x): the same bounds as the synthetic casts in
+    test_composite.py, here with the photos' own light."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_composite import _dilate_box, _hsv_hue_sat, _skin_people
+
+    from refsd.composite import composite, is_greyscale, remove_people
+    from refsd.pipeline import load_image
+
+    scene = load_image(photos[name])
+    assert not is_greyscale(scene)
+    h, w = scene.shape[:2]
+    people, mask, which = _skin_people(h, w)
+    region = _dilate_box(mask)
+    clean = remove_people(scene, region)
+    h0, s0 = _hsv_hue_sat(people)
+    out = composite(clean, people, mask.float(), region.float(), feather_px=0.0, match_color=1.0)
+    h1, s1 = _hsv_hue_sat(out)
+    moved = []
+    for i in range(10):
+        sel = which == i
+        assert -0.5 <= float(h1[sel].min()) and float(h1[sel].max()) <= 50.0, i
+        shift = float((h1[sel] - h0[sel]).abs().max())
+        assert shift <= 16.0, (i, shift)
+        assert float(s1[sel].mean()) >= 0.7 * float(s0[sel].mean()), i
+        moved.append(round(shift, 1))
+    print(name, "max hue shift per Monk tone (deg):", moved)

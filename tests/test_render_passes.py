@@ -204,6 +204,8 @@ def _params(model, fit):
     p["body_pose"] = torch.tensor([q.body_pose for q in fit.people], **kw)
     p["shape"] = torch.tensor([q.shape for q in fit.people], **kw)
     p["transl"] = torch.tensor([q.transl for q in fit.people], **kw)
+    # fits without finger angles render the model's relaxed hand (refsd.render.scene.fit_output)
+    p["hand_pose"] = model.relaxed_hand_pose(len(fit.people))
     return p
 
 

@@ -233,6 +233,39 @@ class BodyModel(torch.nn.Module):
             out["expression"] = torch.zeros(batch_size, self.expression_dim, **kw)
         return out
 
+    def hand_axes(self) -> dict[str, torch.Tensor] | None:
+        """The model's rest hand geometry as :func:`refsd.body.hands.hand_axes` (cached), or None
+        when the model has no axis-angle hand pose."""
+        if self.hand_pose_shape is None or tuple(self.hand_pose_shape) != (2, 15, 3):
+            return None
+        cached = self.__dict__.get("_hand_axes_cache")
+        if cached is None:
+            from .hands import hand_axes
+
+            with torch.no_grad():
+                out = self(**self.zero_params(1))
+            if out.hands is None:
+                return None
+            cached = hand_axes(out.hands[0].detach().to("cpu", torch.float64))
+            self.__dict__["_hand_axes_cache"] = cached
+        return cached
+
+    def relaxed_hand_pose(self, batch_size: int = 1) -> torch.Tensor | None:
+        """``(B, *hand_pose_shape)``: the hand pose of a relaxed hand at rest (fingers in the
+        resting cascade, close together; :mod:`refsd.body.hands`), or None when the model has no
+        hand pose. This is what an avatar shows when no hand keypoints drive its fingers; the zero
+        hand pose is the model's flat modelling pose."""
+        if self.hand_pose_shape is None:
+            return None
+        kw = {"device": self.device, "dtype": self.dtype}
+        axes = self.hand_axes()
+        if axes is None:
+            return torch.zeros(batch_size, *self.hand_pose_shape, **kw)
+        from .hands import hand_pose_from_angles, relaxed_angles
+
+        pose = hand_pose_from_angles(axes, *relaxed_angles(axes))
+        return pose.to(**kw).expand(batch_size, *self.hand_pose_shape).clone()
+
     def forward(
         self,
         global_orient: torch.Tensor,

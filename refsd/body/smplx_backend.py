@@ -427,6 +427,13 @@ class SMPLXBody(BodyModel):
         return torch.full((self.num_betas,), -3.0, **kw), torch.full((self.num_betas,), 3.0, **kw)
 
     # -- forward ------------------------------------------------------------------------
+    def hand_axes(self) -> dict[str, torch.Tensor] | None:
+        # The file's mean hand is already a relaxed hand (flat_hand_mean=False, smplx's default)
+        # and PCA hands are offsets from it: zero is relaxed there. Only the flat hand needs angles.
+        if not self.flat_hand_mean or self.hand_components is not None:
+            return None
+        return super().hand_axes()
+
     def forward(
         self,
         global_orient: torch.Tensor,

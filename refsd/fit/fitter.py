@@ -59,6 +59,8 @@ class FitOptions:
     w_hands: float = 0.5
     w_face: float = 0.3
     fit_shape: bool = True
+    fit_hands: bool = True  # fit finger angles to hand keypoints where a hand has >= min_hand_points
+    min_hand_points: int = 6
     good_reproj_fraction: float = 0.06  # "good" if RMS reprojection <= this x person size
 
 
@@ -396,12 +398,17 @@ class BodyFitter:
         R, A, T, Bt, cost = self._lm(
             R, A, T, Bt, OBS, SW, opt.iterations, opt.fit_shape, progress, opt.iterations_search, total
         )
+        bests = []
+        for pi in range(len(people)):
+            idx = torch.nonzero(owner_t == pi).squeeze(1)
+            bests.append(idx[torch.argmin(cost[idx])])
+        best_t = torch.stack(bests)
+        hand_pose, body_poses = self._fit_hands(people, R[best_t], prior.to_rotvec(A[best_t]), Bt[best_t], T[best_t], cam)
         out = []
         for pi, (p, obs, conf) in enumerate(people):
-            idx = torch.nonzero(owner_t == pi).squeeze(1)
-            best = idx[torch.argmin(cost[idx])]
+            best = bests[pi]
             glob = matrix_to_axis_angle(R[best])
-            body_pose = prior.to_rotvec(A[best])
+            body_pose = body_poses[pi]
             shape, t = Bt[best], T[best]
             reproj = self._reproj_error(glob, body_pose, shape, t, obs, conf, cam)
             quality = "good" if reproj <= opt.good_reproj_fraction * float(SIZE[best]) else "poor"
@@ -409,9 +416,31 @@ class BodyFitter:
                 PersonFit(
                     global_orient=glob, body_pose=body_pose, shape=shape, transl=t, reproj_error_px=reproj,
                     quality=quality, keypoint_index=p.index, num_keypoints=int((conf > 0).sum()),
+                    hand_pose=None if hand_pose is None else hand_pose[pi].tolist(),
                 )
             )
         return out
+
+    def _fit_hands(self, people, R, body_pose, shape, transl, cam: Camera):
+        """Finger angles per person: fitted to the hand keypoints where there are enough
+        (:func:`.hands.fit_hands`), the relaxed hand otherwise. Returns ``(hand_pose (P, 2, 15, 3)
+        or None, body_pose (P, 21, 3))`` (the wrists are corrected where a hand was fitted)."""
+        m, opt = self.model, self.options
+        if m.hand_pose_shape is None:
+            return None, body_pose
+        P = len(people)
+        obs = torch.zeros(P, 2, 21, 2, dtype=torch.float64)
+        conf = torch.zeros(P, 2, 21, dtype=torch.float64)
+        sl = self.proxy.slices
+        if opt.fit_hands and "hand_left" in sl:
+            for pi, (_p, o, c) in enumerate(people):
+                for s, name in enumerate(("hand_left", "hand_right")):
+                    obs[pi, s], conf[pi, s] = o[sl[name]], c[sl[name]]
+        from .hands import fit_hands
+
+        params = {"global_orient": matrix_to_axis_angle(R), "body_pose": body_pose, "shape": shape, "transl": transl}
+        hand_pose, body_pose, _fitted = fit_hands(m, params, obs, conf, cam, min_points=opt.min_hand_points)
+        return hand_pose, body_pose
 
     def _lm(self, R, A, T, Bt, OBS, SW, iterations, fit_shape, progress, done=0, total=0):
         """Batched Levenberg-Marquardt with IRLS (Geman-McClure) reprojection weights."""

@@ -112,6 +112,9 @@ def _solve_q(model, shape: torch.Tensor, n_poses: int, generator: torch.Generato
     glob = (torch.randn(B, 3, generator=generator) * 0.6).to(dev, dt)
     glob[0] = 0
     params["body_pose"], params["global_orient"] = body_pose, glob
+    relaxed = model.relaxed_hand_pose(B)  # the hands the fit renders when no finger is fitted
+    if relaxed is not None:
+        params["hand_pose"] = relaxed
     with torch.no_grad():
         out = model(**params)
     pts, valid, slices = _keypoint_stack(out, model)

@@ -24,12 +24,15 @@ def fit_camera(fit) -> Camera:
     return Camera(fx=c["fx"], fy=c["fy"], cx=c["cx"], cy=c["cy"], width=fit.image_width, height=fit.image_height)
 
 
-def _per_person(fit: BodyFit, name: str, shape: tuple[int, ...], P: int, kw: dict) -> torch.Tensor | None:
-    """Stack an optional per-person parameter (``hand_pose``, ``expression``); zeros for people without it."""
+def _per_person(
+    fit: BodyFit, name: str, shape: tuple[int, ...], P: int, kw: dict, default: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """Stack an optional per-person parameter (``hand_pose``, ``expression``); ``default`` (or
+    zeros) for people without it."""
     values = [getattr(p, name, None) for p in fit.people]
     if all(v is None for v in values):
-        return None
-    out = torch.zeros(P, *shape, **kw)
+        return default
+    out = torch.zeros(P, *shape, **kw) if default is None else default.clone()
     for i, v in enumerate(values):
         if v is None:
             continue
@@ -46,7 +49,8 @@ def _per_person(fit: BodyFit, name: str, shape: tuple[int, ...], P: int, kw: dic
 def fit_output(model: BodyModel, fit: BodyFit) -> BodyOutput:
     """One forward of ``model`` for every person of ``fit`` (camera-space ``BodyOutput``).
 
-    Uses each person's ``hand_pose`` / ``expression`` when the fit has them (zeros otherwise) and
+    Uses each person's ``hand_pose`` / ``expression`` when the fit has them (otherwise the model's
+    relaxed hand, :meth:`~refsd.body.base.BodyModel.relaxed_hand_pose`, and zero expression) and
     applies ``PersonFit.scale`` (a uniform scale of the posed body about its pelvis, ``transl``:
     the pelvis stays where it is, the body grows or shrinks around it).
     """
@@ -64,7 +68,8 @@ def fit_output(model: BodyModel, fit: BodyFit) -> BodyOutput:
             "body model -- refit or reload the body fit."
         ) from e
     if model.hand_pose_shape is not None:
-        hp = _per_person(fit, "hand_pose", tuple(model.hand_pose_shape), P, kw)
+        relaxed = model.relaxed_hand_pose(P)  # fits made without finger angles get relaxed hands
+        hp = _per_person(fit, "hand_pose", tuple(model.hand_pose_shape), P, kw, default=relaxed)
         if hp is not None:
             params["hand_pose"] = hp
     if model.expression_dim:
