@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from refsd.body import get_body_model  # noqa: E402
 from refsd.fit import BodyFitter, FitOptions  # noqa: E402
+from refsd.fit.camera import Camera  # noqa: E402
 from refsd.fit.kinematics import matrix_to_axis_angle, rot_x, rot_y  # noqa: E402
 from refsd.fit.metrics import pa_mpjpe  # noqa: E402
 from refsd.fit.prior import build_prior  # noqa: E402
 from refsd.keypoints import from_array  # noqa: E402
-from refsd.render.camera import Camera  # noqa: E402
 
 FAMILIES = ("standing", "walking", "arms_raised", "reaching", "crouching", "sitting", "bending", "lunge_twist")
 EVAL_COCO18 = [1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # neck, nose, R arm, L arm, R leg, L leg
@@ -259,7 +259,7 @@ def main() -> None:
     n = args.people or (40 if args.quick else 240)
     t0 = time.perf_counter()
     if args.backend == "smplx":
-        from refsd.body.synthetic_smplx import write_synthetic_smplx
+        from refsd.testing import write_synthetic_smplx
 
         tmp = tempfile.mkdtemp()
         write_synthetic_smplx(tmp, gender="neutral", seed=1)

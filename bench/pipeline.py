@@ -66,7 +66,7 @@ def scenes() -> list[tuple[str, object, list]]:
 
 
 def tiny_refiner(folder: Path, device: str, dtype, batch_size: int):
-    from refsd.diffusion import DiffusersRefiner
+    from refsd.refine import DiffusersRefiner
     from refsd.testing import write_test_models
 
     paths = write_test_models(folder, controls=("depth", "openpose"), single_file=False)
@@ -80,7 +80,7 @@ def full_size_refiner(folder: Path, device: str, dtype, batch_size: int):
     from diffusers import MultiControlNetModel, StableDiffusionControlNetImg2ImgPipeline
     from transformers import CLIPTokenizer
 
-    from refsd.diffusion import DiffusersRefiner
+    from refsd.refine import DiffusersRefiner
     from refsd.testing import build_controlnet, build_sd15, write_clip_tokenizer
 
     write_clip_tokenizer(folder / "tokenizer")

@@ -1,15 +1,17 @@
-"""Thin ComfyUI wrappers around the ``refsd`` library, one module per stage.
+"""Thin ComfyUI wrappers around the ``refsd`` library, one module per stage (as ``refsd/``):
+keypoints, body, fit, people, render, composite, refine.
 
 Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or removed
 once shipped, so saved workflows keep working.
 """
 
-from .avatar import AttributePrompt, Attributes, RenderAvatar, SampleAttributes
-from .body import FitBody, LoadBodyFit, LoadBodyModel, SaveBodyFit
+from .body import LoadBodyModel
 from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCheck, RemovePeople
-from .keypoints import LoadPoseKeypoints
-from .pose import DrawPoseKeypoints
+from .fit import FitBody, LoadBodyFit, SaveBodyFit
+from .keypoints import DrawPoseKeypoints, LoadPoseKeypoints
+from .people import AttributePrompt, Attributes, SampleAttributes
 from .refine import PersonPrompts
+from .render import RenderAvatar
 
 NODE_CLASSES = [
     LoadPoseKeypoints,

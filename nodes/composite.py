@@ -7,9 +7,17 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..refsd.composite import composite, leak_ratio, remove_people
-from ..refsd.stages import crop_batch, crop_mask_batch, paste_crops, people_crop_boxes, region_masks
-from ..refsd.stages import pick as _pick
+from ..refsd.composite import (
+    composite,
+    crop_batch,
+    crop_mask_batch,
+    leak_ratio,
+    paste_crops,
+    people_crop_boxes,
+    region_masks,
+    remove_people,
+)
+from ..refsd.composite import pick as _pick
 from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..refsd.attributes import AttributesError
+from ..refsd.people import AttributesError
 from ..refsd.refine import crop_prompts, stack_cross_attention
 from ._common import ATTRIBUTES, BODY_FIT, CATEGORY, CROPS
 

@@ -1,7 +1,7 @@
 """Regenerate the UI-format workflows in workflows/ from their API twins in workflows/api/.
 
 Starts a real ComfyUI server (to read /object_info: which inputs are widgets, in which
-order), converts each API prompt with refsd.workflow.api_to_ui, and writes
+order), converts each API prompt with refsd.comfyapi.workflow.api_to_ui, and writes
 workflows/<name>.json. Run it after editing an API workflow; the tests check that the
 two stay equivalent.
 """
@@ -16,8 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from refsd.comfy_server import ComfyServer  # noqa: E402
-from refsd.workflow import api_to_ui  # noqa: E402
+from refsd.comfyapi import ComfyServer, api_to_ui  # noqa: E402
 
 # comfyui_controlnet_aux's DWPose node, as that pack declares it (DWPose_Preprocessor in
 # node_wrappers/dwpose.py, registered as "DWPreprocessor"): the one node of refsd_dwpose that

@@ -1,7 +1,7 @@
 """RefSD demo: pseudonymize the sample photos headless, through a real ComfyUI server.
 
 It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``) with this pack,
-and runs ``refsd run`` (:mod:`refsd.run`) over ``samples/`` (the CC0 photo ``camera.png``
+and runs ``refsd run`` (:mod:`refsd.comfyapi.run`) over ``samples/`` (the CC0 photo ``camera.png``
 and its hand-annotated keypoints ``camera.json``): each image is uploaded, the workflow
 runs, and the pseudonymized image, the body fit and ``manifest.jsonl`` (seed, sampled
 attributes, fit quality, leak ratio) land in ``--output``.
@@ -34,8 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from refsd.comfy_server import ComfyServer, find_comfyui  # noqa: E402
-from refsd.run import RunOptions, run_folder  # noqa: E402
+from refsd.comfyapi import ComfyServer, RunOptions, find_comfyui, run_folder  # noqa: E402
 
 MODEL_ENV = {"REFSD_CHECKPOINT": "checkpoints", "REFSD_CONTROLNET_DEPTH": "controlnet",
              "REFSD_CONTROLNET_OPENPOSE": "controlnet"}

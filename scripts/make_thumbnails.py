@@ -20,7 +20,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from refsd.comfy_server import ComfyServer  # noqa: E402
+from refsd.comfyapi import ComfyServer  # noqa: E402
 
 PANELS = {
     "refsd_render_only": ["photo", "result"],

@@ -21,7 +21,7 @@ import torch
 
 from refsd.body import get_body_model
 from refsd.body.anny_backend import anny_cache_file
-from refsd.body.synthetic_smplx import write_synthetic_smplx
+from refsd.testing import write_synthetic_smplx
 
 #: What the session's Anny construction did: built (bool), seconds, progress calls, listing.
 ANNY_BUILD: dict = {}

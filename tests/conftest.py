@@ -3,7 +3,7 @@
 * ``comfy_server`` (session): ComfyUI's ``main.py --cpu`` on 127.0.0.1 and a free port,
   with its own base directory, this pack linked into ``custom_nodes/``, and the random
   test models linked into ``models/``. Stopped at teardown, also when tests fail.
-* ``comfy``: a :class:`refsd.comfy_client.ComfyClient` for that server.
+* ``comfy``: a :class:`refsd.comfyapi.client.ComfyClient` for that server.
 * ``random_models``: an SD1.5-shaped random checkpoint and a matching ControlNet, built
   once into ``$REFSD_CACHE_DIR/test-models`` (git-ignored) and reused between runs.
 
@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import model_links
 
-from refsd.comfy_client import ComfyClient
-from refsd.comfy_server import PACK_ROOT, ComfyServer, find_comfyui
+from refsd.comfyapi import PACK_ROOT, ComfyClient, ComfyServer, find_comfyui
 
 # session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model; tiny diffusers models
 pytest_plugins = ["_body_fixtures", "_diffusers_fixtures"]

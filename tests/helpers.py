@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from refsd.comfy_client import ComfyClient, PromptResult
+from refsd.comfyapi import ComfyClient, PromptResult
 
 
 def run_ok(client: ComfyClient, prompt: dict, timeout: float = 600) -> PromptResult:
@@ -27,7 +27,7 @@ def external_object_info() -> dict:
     installed here (comfyui_controlnet_aux's DWPreprocessor), as scripts/build_workflows.py declares them."""
     import importlib.util
 
-    from refsd.comfy_server import PACK_ROOT
+    from refsd.comfyapi import PACK_ROOT
 
     spec = importlib.util.spec_from_file_location("build_workflows", PACK_ROOT / "scripts" / "build_workflows.py")
     mod = importlib.util.module_from_spec(spec)

@@ -1,5 +1,5 @@
-"""Tests for refsd.attributes (person attributes, sampling, prompts, body shapes) and
-refsd.materials (vertex colours through the body-part labels). Real body models throughout:
+"""Tests for refsd.people.attributes (person attributes, sampling, prompts, body shapes) and
+refsd.people.materials (vertex colours through the body-part labels). Real body models throughout:
 Anny's real data and the synthetic SMPL-X-format file (session fixtures from conftest.py)."""
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from collections import Counter
 import pytest
 import torch
 
-from refsd.attributes import (
+from refsd.body import PART_INDEX, PART_NAMES
+from refsd.errors import RefSDError
+from refsd.people import (
     AGE_GROUPS,
     BOTTOMS,
     COLORS,
     HAIR_COLORS,
     HAIR_LENGTHS,
+    MATERIAL_INDEX,
+    MATERIAL_NAMES,
     NEGATIVE_TAGS,
     PERSON_FIELDS,
     SHOES,
@@ -26,6 +30,7 @@ from refsd.attributes import (
     TOPS,
     AttributeDistribution,
     AttributesError,
+    MaterialsError,
     PersonAttributes,
     age_group,
     anny_shape,
@@ -34,22 +39,15 @@ from refsd.attributes import (
     color_word,
     estimate_clip_tokens,
     height_from_stature,
+    material_colors,
+    material_regions,
     parse_color,
+    part_palette,
     person_description,
+    rest_vertices_of,
     smplx_gender,
     smplx_shape,
     stature_m,
-)
-from refsd.body import PART_INDEX, PART_NAMES
-from refsd.errors import RefSDError
-from refsd.materials import (
-    MATERIAL_INDEX,
-    MATERIAL_NAMES,
-    MaterialsError,
-    material_colors,
-    material_regions,
-    part_palette,
-    rest_vertices_of,
     vertex_colors,
 )
 

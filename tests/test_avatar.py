@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from refsd.attributes import AttributeDistribution, AttributesError, PersonAttributes
-from refsd.avatar import AttributeSource, avatar_fit, render_avatars
 from refsd.fit import BodyFit, PersonFit
+from refsd.fit.camera import Camera
 from refsd.fit.kinematics import matrix_to_axis_angle, rot_x
-from refsd.render.camera import Camera
+from refsd.people import AttributeDistribution, AttributesError, PersonAttributes
+from refsd.render.avatar import AttributeSource, avatar_fit, render_avatars
 
 
 def make_fit(model, n_people: int = 2, size: int = 256) -> BodyFit:

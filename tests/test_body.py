@@ -42,9 +42,9 @@ from refsd.body.smplx_backend import (
     load_smplx_npz,
     resolve_smplx_model_dir,
 )
-from refsd.body.synthetic_smplx import SMPLX_PARENTS, write_synthetic_smplx
 from refsd.errors import RefSDError
 from refsd.keypoints import BODY25_NAMES, BODY25_TO_COCO18, COCO18_NAMES
+from refsd.testing import SMPLX_PARENTS, write_synthetic_smplx
 
 # session fixtures anny_cache_dir, anny_model, smplx_dir, smplx_model come from conftest.py
 body = _body_fixtures.body
@@ -377,7 +377,7 @@ def test_unknown_option_is_a_refsd_error(smplx_dir):
 def test_import_is_cheap_and_comfy_free():
     code = (
         "import sys, refsd.body, refsd.body.base, refsd.body.anny_backend, refsd.body.smplx_backend, "
-        "refsd.body.synthetic_smplx;"
+        "refsd.testing.synthetic_smplx;"
         "bad = [m for m in ('anny', 'smplx', 'comfy', 'folder_paths', 'comfy_api') if m in sys.modules];"
         "print(bad)"
     )

@@ -10,7 +10,7 @@ import pytest
 from helpers import run_ok
 from PIL import Image
 
-from refsd.comfy_server import PACK_ROOT
+from refsd.comfyapi import PACK_ROOT
 
 pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"

@@ -11,10 +11,9 @@ import pytest
 from helpers import run_ok
 from PIL import Image
 
-from refsd.body.synthetic_smplx import write_synthetic_smplx
-from refsd.comfy_client import PromptRejected
-from refsd.comfy_server import PACK_ROOT
+from refsd.comfyapi import PACK_ROOT, PromptRejected
 from refsd.fit import BodyFit
+from refsd.testing import write_synthetic_smplx
 
 pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"

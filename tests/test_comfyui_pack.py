@@ -15,8 +15,7 @@ import pytest
 from helpers import external_object_info, run_ok
 from PIL import Image
 
-from refsd.comfy_client import PromptRejected
-from refsd.comfy_server import PACK_LINK_NAME, PACK_ROOT
+from refsd.comfyapi import PACK_LINK_NAME, PACK_ROOT, PromptRejected
 
 pytestmark = pytest.mark.comfyui
 
@@ -181,7 +180,7 @@ def test_refsd_imports_without_comfyui():
 
 def test_ui_workflows_are_exact_twins_of_api_workflows(comfy):
     """Each workflows/<name>.json converts back to workflows/api/<name>.json (same nodes, links, values)."""
-    from refsd.workflow import api_to_ui, ui_to_api
+    from refsd.comfyapi import api_to_ui, ui_to_api
 
     info = {**comfy.object_info(), **external_object_info()}
     api_files = sorted((WORKFLOWS / "api").glob("*.json"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from refsd.comfy_server import PACK_ROOT
+from refsd.comfyapi import PACK_ROOT
 from refsd.composite import (
     CompositeError,
     composite,
@@ -195,7 +195,7 @@ def _hsv_hue_sat(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _skin_people(h=512, w=512):
     """The ten Monk Skin Tone swatches as shaded patches (x 0.6 .. 1.0 across each, like a lit
     body) in a column on the left; returns (people image, people mask, swatch index map)."""
-    from refsd.attributes import SKIN_TONES, parse_color
+    from refsd.people import SKIN_TONES, parse_color
 
     people = torch.zeros(h, w, 3)
     which = torch.full((h, w), -1)

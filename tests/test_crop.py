@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from refsd.comfy_server import PACK_ROOT
-from refsd.crop import CropBox, CropError, crop, crop_boxes, paste
+from refsd.comfyapi import PACK_ROOT
+from refsd.composite import CropBox, CropError, crop, crop_boxes, paste
 
 
 @pytest.fixture(scope="module")

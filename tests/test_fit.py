@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from refsd.body import get_body_model
-from refsd.body.handle import BodyModelSpec
 from refsd.errors import RefSDError
 from refsd.fit import BodyFit, BodyFitter, FitError, FitOptions
 from refsd.fit.api import fit_pose_keypoint
+from refsd.fit.camera import Camera
+from refsd.fit.handle import BodyModelSpec
 from refsd.fit.kinematics import axis_angle_to_matrix, matrix_to_axis_angle, rot_x, rot_y
 from refsd.fit.metrics import pa_mpjpe
 from refsd.keypoints import KeypointError, from_array, to_pose_keypoint
-from refsd.render.camera import Camera
 
 IMG = 512
 CAM = Camera.from_fov(IMG, IMG, 60.0)
@@ -214,7 +214,7 @@ def test_mask_down_weights_keypoints_outside_it(anny, fitter):
 
 
 def test_smplx_backend_fits_too(tmp_path):
-    from refsd.body.synthetic_smplx import write_synthetic_smplx
+    from refsd.testing import write_synthetic_smplx
 
     write_synthetic_smplx(tmp_path, gender="neutral", seed=1)
     model = get_body_model("smplx", model_dir=str(tmp_path))

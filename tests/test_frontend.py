@@ -17,7 +17,7 @@ import os
 import pytest
 from helpers import run_ok, use_test_models
 
-from refsd.comfy_server import PACK_ROOT
+from refsd.comfyapi import PACK_ROOT
 
 pytestmark = pytest.mark.comfyui
 CHROMIUM = os.environ.get("REFSD_CHROMIUM", "/usr/bin/chromium")

@@ -1,4 +1,4 @@
-"""The dataset-run manifest and folder scan (refsd.manifest), shared by refsd run and refsd pseudonymize."""
+"""The dataset-run manifest and folder scan (refsd.comfyapi.manifest), shared by refsd run and refsd pseudonymize."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from refsd.manifest import Manifest, image_seed, keypoints_for, list_images, output_stem
+from refsd.comfyapi import Manifest, image_seed, keypoints_for, list_images, output_stem
 
 
 def test_folder_scan_finds_images_only_sorted_and_skips_hidden(tmp_path):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from refsd.attributes import PersonAttributes
-from refsd.diffusion import (
+from refsd.people import PersonAttributes
+from refsd.pipeline import STAGES, PipelineError, RefSDPipeline, load_image
+from refsd.refine import (
     DiffusersRefiner,
     DiffusionModelError,
     check_model_path,
@@ -18,7 +19,6 @@ from refsd.diffusion import (
     load_controlnet,
     run_in_batches,
 )
-from refsd.pipeline import STAGES, PipelineError, RefSDPipeline, load_image
 
 # tiny_models, small_scene, no_network, anny_env (anny_cache_dir comes from conftest's _body_fixtures)
 CROP = (64, 128)  # per-person crop (width, height): small, so CPU runs stay fast
@@ -211,7 +211,7 @@ def test_real_cuda_out_of_memory_is_retried(tiny_models):
 def test_tiny_tokenizer_keeps_prompt_words_whole(tiny_models):
     from transformers import CLIPTokenizer
 
-    from refsd.attributes import AttributeDistribution, build_prompt
+    from refsd.people import AttributeDistribution, build_prompt
 
     tok = CLIPTokenizer.from_pretrained(tiny_models["model"] / "tokenizer", local_files_only=True)
     pos, _neg = build_prompt(AttributeDistribution().sample_person(1, 0, 0))
@@ -223,10 +223,18 @@ def test_tiny_tokenizer_keeps_prompt_words_whole(tiny_models):
 
 
 def test_stage_helpers_match_crop_and_paste():
-    """refsd.stages (shared by the nodes and the pipeline) against the crop/paste primitives."""
-    from refsd.composite import CompositeError
-    from refsd.crop import crop, crop_boxes, paste
-    from refsd.stages import crop_batch, crop_mask_batch, paste_crops, people_crop_boxes, pick
+    """refsd.composite.stages (shared by the nodes and the pipeline) against the crop/paste primitives."""
+    from refsd.composite import (
+        CompositeError,
+        crop,
+        crop_batch,
+        crop_boxes,
+        crop_mask_batch,
+        paste,
+        paste_crops,
+        people_crop_boxes,
+        pick,
+    )
 
     g = torch.Generator().manual_seed(0)
     images = torch.rand(2, 96, 80, 3, generator=g)
@@ -257,8 +265,8 @@ def test_importing_the_pipeline_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, refsd, refsd.pipeline, refsd.diffusion, refsd.testing, refsd.pseudonymize, refsd.cli; "
-            "refsd.cli.build_parser(); "
+    code = ("import sys, refsd, refsd.pipeline, refsd.refine.loading, refsd.refine.refiner, refsd.testing, refsd.cli.pseudonymize, refsd.cli; "
+            "refsd.cli.entry.build_parser(); "
             "print([m for m in ('diffusers', 'transformers', 'ray', 'accelerate') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

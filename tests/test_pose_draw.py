@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from refsd.pose_draw import BODY_COLORS, HAND_EDGE_COLORS, LIMB_COLORS, draw_pose
+from refsd.keypoints.draw import BODY_COLORS, HAND_EDGE_COLORS, LIMB_COLORS, draw_pose
 
 # RGB values of the 20 hand-edge colours as OpenCV renders matplotlib's hsv_to_rgb(i/20) * 255
 HAND_TABLE = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refsd.attributes import AttributeDistribution, AttributesError, PersonAttributes, build_prompt
-from refsd.crop import CropBox
+from refsd.composite import CropBox
+from refsd.people import AttributeDistribution, AttributesError, PersonAttributes, build_prompt
 from refsd.refine import crop_prompts, stack_cross_attention
 
 

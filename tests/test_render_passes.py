@@ -18,17 +18,12 @@ import torch
 from refsd.body import PART_INDEX, POSE_JOINT_NAMES, BodyOutput
 from refsd.fit.result import BodyFit, PersonFit
 from refsd.keypoints import COCO18_NAMES, parse_pose_keypoint, validate_pose_keypoint
-from refsd.pose_draw import BODY_COLORS, BODY_DOT_RADIUS
+from refsd.keypoints.draw import BODY_COLORS, BODY_DOT_RADIUS
 from refsd.render import Camera, RenderError, interpolate_nearest, rasterize
+from refsd.render.edges import canny
 from refsd.render.overlay import fit_camera, fit_vertices
-from refsd.render.passes import (
-    Lighting,
-    RenderPasses,
-    canny,
-    encode_normals,
-    render_passes,
-    render_passes_from_output,
-)
+from refsd.render.passes import RenderPasses, render_passes, render_passes_from_output
+from refsd.render.shading import Lighting, encode_normals
 
 ROOT = Path(__file__).resolve().parent.parent
 C18 = {n: i for i, n in enumerate(COCO18_NAMES)}
@@ -428,7 +423,7 @@ def test_face_landmarks_with_smplx(smplx_model):
 # Parts, colours, shading
 # ---------------------------------------------------------------------------
 def test_parts_match_interpolate_nearest_and_palette(anny_model):
-    from refsd.materials import part_palette
+    from refsd.people import part_palette
 
     fit = make_fit([person(anny_model, pose=ARM_FORWARD), person(anny_model, x=0.5, z=4.0)])
     rp = render_passes(anny_model, fit)
@@ -494,7 +489,7 @@ def _boundary_band(rp: RenderPasses, radius: int = 3) -> torch.Tensor:
 
 
 def test_edges_on_silhouette_and_colour_boundaries(anny_model):
-    from refsd.materials import part_palette
+    from refsd.people import part_palette
 
     fit = make_fit([person(anny_model, pose=ARM_FORWARD), person(anny_model, x=0.6, z=4.2, yaw=30)])
     colors = (part_palette().float() / 255)[anny_model.part_labels]  # piecewise-constant colours per part

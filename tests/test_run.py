@@ -22,9 +22,7 @@ from helpers import model_links
 from PIL import Image
 
 from refsd.cli import main as cli_main
-from refsd.comfy_client import ComfyClient
-from refsd.comfy_server import PACK_ROOT, ComfyServer
-from refsd.manifest import Manifest, image_seed
+from refsd.comfyapi import PACK_ROOT, ComfyClient, ComfyServer, Manifest, image_seed
 
 pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"

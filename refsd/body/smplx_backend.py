@@ -38,14 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import (
-    BODY25_TO_COCO18,
-    PART_INDEX,
-    BodyModel,
-    BodyModelError,
-    BodyOutput,
-    split_head_labels,
-)
+from .base import BODY25_TO_COCO18, PART_INDEX, BodyModel, BodyModelError, BodyOutput, split_head_labels
 
 __all__ = [
     "SMPLXBody",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..keypoints import parse_pose_keypoint
-from ..render.camera import Camera
+from .camera import Camera
 from .fitter import BodyFitter
 from .result import BodyFit
 

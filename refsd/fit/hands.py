@@ -25,7 +25,7 @@ import torch
 
 from ..body.base import POSE_JOINT_NAMES
 from ..body.hands import hand_pose_from_angles, relaxed_angles
-from ..render.camera import Camera
+from .camera import Camera
 
 __all__ = ["FLEX_LIMITS_DEG", "FLEX_STD_DEG", "SPREAD_STD_DEG", "WRIST_STD_DEG", "fit_hands"]
 

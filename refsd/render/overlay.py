@@ -6,7 +6,8 @@ import colorsys
 
 import torch
 
-from .raster import interpolate, rasterize, vertex_normals
+from .attributes import interpolate, vertex_normals
+from .raster import rasterize
 from .scene import fit_camera, fit_output
 
 __all__ = ["fit_vertices", "fit_camera", "render_fit_overlay", "person_colors"]

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .camera import Camera, RenderError
-from .raster import Fragments, rasterize
+from ..fit.camera import Camera, RenderError
+from .fragments import Fragments
+from .raster import rasterize
 
 if TYPE_CHECKING:
     from ..body.base import BodyModel, BodyOutput
