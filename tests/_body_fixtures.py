@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from refsd.body import get_body_model
-from refsd.body.anny_backend import anny_cache_file
+from refsd.body.anny_cache import anny_cache_file
 from refsd.testing import write_synthetic_smplx
 
 #: What the session's Anny construction did: built (bool), seconds, progress calls, listing.

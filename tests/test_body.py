@@ -25,20 +25,13 @@ from refsd.body import (
     BodyModelError,
     get_body_model,
 )
-from refsd.body.anny_backend import (
-    ANNY_POSE_BONES,
-    ANNY_SHAPE_NAMES,
-    AnnyBody,
-    _remove_stale_builds,
-    age_from_years,
-    anny_cache_file,
-    resolve_anny_cache_dir,
-    years_from_age,
-)
-from refsd.body.smplx_backend import (
+from refsd.body.anny_backend import AnnyBody
+from refsd.body.anny_cache import _remove_stale_builds, anny_cache_file, resolve_anny_cache_dir
+from refsd.body.anny_rig import ANNY_POSE_BONES, ANNY_SHAPE_NAMES, age_from_years, years_from_age
+from refsd.body.smplx_backend import SMPLXBody
+from refsd.body.smplx_files import (
     SMPLX_DOWNLOAD_URL,
     SMPLX_FILE_NAMES,
-    SMPLXBody,
     load_smplx_npz,
     resolve_smplx_model_dir,
 )

@@ -8,9 +8,11 @@
 Backends:
 
 * ``"anny"`` (default): :class:`refsd.body.anny_backend.AnnyBody`. Needs nothing but the
-  ``anny`` package; its first construction builds a cache (about 1-2 minutes, once).
+  ``anny`` package; its first construction builds a cache (about 1-2 minutes, once; see
+  :mod:`refsd.body.anny_cache`). Shape vector, bone maps and age helpers:
+  :mod:`refsd.body.anny_rig`.
 * ``"smplx"``: :class:`refsd.body.smplx_backend.SMPLXBody`, from user-supplied SMPL-X ``.npz``
-  files (https://smpl-x.is.tue.mpg.de).
+  files (https://smpl-x.is.tue.mpg.de; found and loaded by :mod:`refsd.body.smplx_files`).
 
 Importing this package is cheap: anny and smplx are imported, and models built, only when
 :func:`get_body_model` (or a backend class) is called.

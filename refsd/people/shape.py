@@ -70,7 +70,7 @@ def _statures(model: Any, shapes: torch.Tensor) -> torch.Tensor:
 def anny_shape(attrs: PersonAttributes | Mapping[str, Any], model: Any = None) -> torch.Tensor:
     """Anny shape vector ``(6,)`` (phenotypes gender, age, muscle, weight, height, proportions).
 
-    * ``gender``: female 1.0, male 0.0; ``age``: :func:`refsd.body.anny_backend.age_from_years`;
+    * ``gender``: female 1.0, male 0.0; ``age``: :func:`refsd.body.anny_rig.age_from_years`;
       ``muscle`` / ``weight``: the attributes as they are (same 0..1 scale, 0.5 = average);
       ``proportions``: the model's default (0.5).
     * ``height``: the phenotype that makes the rest-pose mesh :attr:`PersonAttributes.stature_m`
@@ -82,7 +82,7 @@ def anny_shape(attrs: PersonAttributes | Mapping[str, Any], model: Any = None) -
 
     Returns a tensor on the model's device/dtype (CPU float32 without a model).
     """
-    from ..body.anny_backend import ANNY_SHAPE_NAMES, age_from_years
+    from ..body.anny_rig import ANNY_SHAPE_NAMES, age_from_years
 
     attrs = _as_attrs(attrs)
     female = attrs.gender == "female"
@@ -152,7 +152,7 @@ def smplx_shape(
     ``muscle`` and the age's body proportions have no SMPL-X equivalent here (SMPL-X has no
     child shape space); every beta is clamped to [-3, 3].
     """
-    from ..body.smplx_backend import SMPLX_FILE_NAMES
+    from ..body.smplx_files import SMPLX_FILE_NAMES
 
     attrs = _as_attrs(attrs)
     file_name = SMPLX_FILE_NAMES[attrs.gender]

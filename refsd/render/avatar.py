@@ -65,7 +65,7 @@ class AttributeSource:
 
 
 def _shape_for(model, attrs: PersonAttributes) -> list[float]:
-    from ..body.anny_backend import ANNY_SHAPE_NAMES
+    from ..body.anny_rig import ANNY_SHAPE_NAMES
 
     names = tuple(getattr(model, "shape_names", ()))
     if names == ANNY_SHAPE_NAMES:
