@@ -258,12 +258,16 @@ class BodyModel(torch.nn.Module):
         if self.hand_pose_shape is None:
             return None
         kw = {"device": self.device, "dtype": self.dtype}
-        axes = self.hand_axes()
-        if axes is None:
-            return torch.zeros(batch_size, *self.hand_pose_shape, **kw)
-        from .hands import hand_pose_from_angles, relaxed_angles
+        pose = self.__dict__.get("_relaxed_hand_cache")  # fit_output asks for it on every render
+        if pose is None:
+            axes = self.hand_axes()
+            if axes is None:
+                pose = torch.zeros(*self.hand_pose_shape, dtype=torch.float64)
+            else:
+                from .hands import hand_pose_from_angles, relaxed_angles
 
-        pose = hand_pose_from_angles(axes, *relaxed_angles(axes))
+                pose = hand_pose_from_angles(axes, *relaxed_angles(axes))
+            self.__dict__["_relaxed_hand_cache"] = pose
         return pose.to(**kw).expand(batch_size, *self.hand_pose_shape).clone()
 
     def forward(
