@@ -6,7 +6,7 @@ types and no page errors, and the frontend's own conversion (app.graphToPrompt) 
 shipped API twin in node types, links and values; that conversion, with the random test
 models substituted, is queued on the server and executes successfully. ``refsd_dwpose``
 needs comfyui_controlnet_aux, which cannot be installed here: its one missing node type
-must be DWPose's ``DWPreprocessor`` (checked for structure in test_comfyui_pack.py).
+must be DWPose's ``DWPreprocessor`` (checked for structure in test_nodes_pack.py).
 """
 
 from __future__ import annotations

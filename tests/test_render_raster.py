@@ -432,7 +432,7 @@ def test_4096_four_people_stays_within_memory_budget():
         """
         import json, math, resource, sys, torch
         sys.path.insert(0, {tests!r})
-        from test_raster import _four_spheres
+        from test_render_raster import _four_spheres
         from refsd.render import Camera, rasterize
         from refsd.render import raster as R
         calls = []
