@@ -13,9 +13,9 @@ export REFSD_CACHE_DIR ?= $(CACHE)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FRONTEND_SPEC ?= comfyui-frontend-package==1.32.9
 
-.PHONY: setup browser photos test test-portable lint demo contact-sheet bench clean
+.PHONY: setup browser photos detect-models test test-portable lint demo contact-sheet bench clean
 
-setup: $(VENV)/.deps-stamp browser photos
+setup: $(VENV)/.deps-stamp browser photos detect-models
 
 # Debian's Chromium for the frontend tests (Playwright drives /usr/bin/chromium; it never
 # downloads a browser). Installed when running as root; elsewhere install it yourself
@@ -33,6 +33,13 @@ browser:
 # wheels (scikit-image's astronaut.png, ultralytics' bus.jpg; sha256-checked, never committed).
 photos: | $(VENV)/.torch-stamp
 	$(PY) scripts/fetch_photos.py $(CACHE)/photos
+
+# The person detector's model files (MediaPipe BlazePose, Apache-2.0; sha256-pinned, never
+# committed): from the mediapipe wheel (pip download, never installed) and, where npm is
+# installed, the @mediapipe/pose npm package (lite/heavy; skipped with a message without npm).
+# Files already present are not fetched again. ComfyUI: --dest <ComfyUI>/models/refsd_detect.
+detect-models: | $(VENV)/.deps-stamp
+	$(VENV)/bin/refsd models fetch --all --dest $(CACHE)/detect
 
 $(VENV)/.torch-stamp:
 	$(PYTHON) -m venv $(VENV)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,29 @@ def use_test_models(prompt: dict, random_models: dict, image: str = "camera.png"
     return p
 
 
+def detect_models_dir() -> Path:
+    """The BlazePose files fetched at set-up (``make setup``: ``refsd models fetch``) into the cache."""
+    return Path(os.environ.get("REFSD_CACHE_DIR", Path(__file__).resolve().parent.parent / ".cache")) / "detect"
+
+
+def require_detect_models() -> Path:
+    """The detector's model folder; skips (with the command that fetches them) when set-up has not
+    fetched them, fails under CI (which runs the set-up)."""
+    d = detect_models_dir()
+    if not (d / "pose_detection.tflite").is_file() or not (d / "pose_landmark_full.tflite").is_file():
+        msg = f"the detector model files are not in {d}: run `make setup` (refsd models fetch --dest {d})"
+        if os.environ.get("CI"):
+            pytest.fail(msg)  # CI runs make setup: missing files there are a broken set-up, not a skip
+        pytest.skip(msg)
+    return d
+
+
 def model_links(anny_cache_dir: Path, random_models: dict | None = None) -> dict[str, Path]:
-    """ComfyServer ``model_links``: the built Anny cache (and the random test models)."""
+    """ComfyServer ``model_links``: the built Anny cache, the detector's files (models/refsd_detect)
+    and the random test models."""
     links = {"anny": anny_cache_dir}
+    if detect_models_dir().is_dir():
+        links["refsd_detect"] = detect_models_dir()
     if random_models:
         links[f"checkpoints/{random_models['checkpoint'].name}"] = random_models["checkpoint"]
         links[f"controlnet/{random_models['controlnet'].name}"] = random_models["controlnet"]

@@ -21,6 +21,7 @@ LIB = ROOT / "refsd"
 LAYERS = (
     "errors",
     "keypoints",
+    "detect",
     "body",
     "fit",
     "people",

@@ -157,6 +157,29 @@ def test_silhouette_extends_over_the_persons_clothes_only():
         extend_to_person(img, sil[:, :100], reach=0.5)
 
 
+def test_segmentation_brings_in_a_coat_the_colour_of_the_scene():
+    """A grey coat on a grey scene: colour growth cannot tell it from the background, a person
+    segmentation (RefSD Detect People's mask) can. Each person takes only the segmented pixels
+    connected to them, within reach."""
+    img = torch.full((200, 200, 3), 0.5)
+    img[40:120, 65:105] = torch.tensor([0.8, 0.6, 0.5])  # the body the fit covers
+    sil = torch.zeros(2, 200, 200)
+    sil[0, 40:120, 65:105] = 1
+    sil[1, 40:120, 150:170] = 1  # a second person, far from the coat
+    seg = torch.zeros(200, 200)
+    seg[40:180, 60:110] = 1  # the coat: grey like the scene below the body
+    seg[0:10, 0:10] = 1  # a stray blob touching nobody
+    plain = extend_to_person(img, sil, reach=0.8)
+    assert plain[0, 130:180].max() == 0  # colour alone: the coat stays outside
+    ext = extend_to_person(img, sil, reach=0.8, segmentation=seg)
+    assert ext[0, 40:180, 60:110].min() == 1  # the whole coat, in the first person's mask
+    assert ext[1, 40:180, 60:110].max() == 0  # not the second person's
+    assert ext[:, 0:10, 0:10].max() == 0  # the stray blob joins nobody (the union still holds it)
+    assert extend_to_person(img, sil, reach=0.25, segmentation=seg)[0, 170:].max() == 0  # within reach
+    union, _ = person_mask(ext, seg, 0.0)
+    assert union[0:10, 0:10].min() == 1
+
+
 def test_camera_coat_is_inside_the_region_with_the_photo(photo, anny_model):
     """On the sample photo the fitted body misses the long coat's lower left edge; with the photo the
     region covers the man's dark pixels (coat, hair, gloves) almost entirely."""

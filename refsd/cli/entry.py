@@ -7,6 +7,8 @@ Sub-commands live in their own modules, each with ``add_parser(subparsers)`` and
   (:mod:`refsd.comfyapi.run`).
 * ``refsd pseudonymize``: the pipeline without ComfyUI, on diffusers, optionally on Ray
   (:mod:`refsd.cli.pseudonymize`).
+* ``refsd models``: fetch (set-up time) and list the person detector's model files
+  (:mod:`refsd.cli.models`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from .. import __version__
 
 #: sub-command -> its module, relative to this package (``add_parser(subparsers)`` in each)
-SUBCOMMANDS = {"run": "..comfyapi.run", "pseudonymize": ".pseudonymize"}
+SUBCOMMANDS = {"run": "..comfyapi.run", "pseudonymize": ".pseudonymize", "models": ".models"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,6 +82,7 @@ def extend_to_person(
     ratio: float = 4.0,
     bins: int = 16,
     scene_gap: float = 0.05,
+    segmentation: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each fitted silhouette ``(P, H, W)`` extended over the adjacent pixels that look like the
     person rather than the scene: a coat, a dress or long hair that the naked body model does
@@ -98,6 +99,11 @@ def extend_to_person(
       silhouette through such pixels (geodesic growth, one pixel ring per step, octagonal
       distance, so the region's outline is smooth at pixel level).
 
+    * with a person ``segmentation`` ``(H, W)`` (RefSD Detect People's mask, any segmentation
+      node), its pixels (> 0.5) join too, whatever their colour: a coat the colour of the scene
+      is inside by segmentation. The growth stays geodesic and within ``reach``, so each
+      person takes the segmented pixels connected to them.
+
     Only grows (a larger region is replaced; the privacy margin is added afterwards by
     :func:`person_mask`). ``reach <= 0`` returns the silhouettes unchanged.
     """
@@ -112,6 +118,9 @@ def extend_to_person(
         raise CompositeError(f"bins must be >= 2 and ratio > 0 (got {bins}, {ratio})")
     q = (img.clamp(0, 1) * (bins - 1e-4)).long()
     idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    seg = None
+    if segmentation is not None:
+        seg = _check_mask(segmentation.to(img.device), (H, W), "person segmentation") > 0.5
     out = []
     for m in masks:
         rows = torch.nonzero(m.any(1))
@@ -131,6 +140,8 @@ def extend_to_person(
         fg = torch.bincount(idx[core], minlength=bins ** 3).float() + 0.5
         bg = torch.bincount(idx[far], minlength=bins ** 3).float() + 0.5
         like = (fg / fg.sum() > ratio * (bg / bg.sum()))[idx]
+        if seg is not None:
+            like = like | seg
         # Geodesic growth inside the zone's bounding box (the coarse zone contains every pixel
         # within `steps` of the silhouette, so the box holds the whole growth). One pixel per
         # step, alternating a 3x3 square and a 3x3 cross: the growth front after n steps is an

@@ -36,19 +36,21 @@ def region_masks(
     """The region to replace in one image: the fitted silhouettes (with ``image``: extended over
     adjacent pixels of the person's colours up to ``reach`` x their height, for coats and hair,
     :func:`refsd.composite.extend_to_person`) grown by ``margin`` of each person's height,
-    united with the given extra masks (a segmentation, the avatars' mask).
+    united with the given extra masks (a segmentation, the avatars' mask). The extra masks
+    also guide the growth: each person takes the segmented pixels connected to them within
+    ``reach`` (so a detector's person mask puts a coat into that person's crop, not only into
+    the union).
 
     Returns ``(union (H, W), per_person (P, H, W))`` on the CPU (see :func:`refsd.composite.person_mask`).
     """
     from ..render.scene import fit_person_masks
 
     fitted = fit_person_masks(model, fit)
-    if image is not None and reach > 0:  # on the model's device (the GPU when there is one)
-        fitted = extend_to_person(image.to(fitted.device), fitted, reach)
-    fitted = fitted.cpu()
     extra = [m.cpu() for m in masks if m is not None]
     user = torch.stack(extra).amax(0) if extra else None
-    return person_mask(fitted, user, margin)
+    if image is not None and reach > 0:  # on the model's device (the GPU when there is one)
+        fitted = extend_to_person(image.to(fitted.device), fitted, reach, segmentation=user)
+    return person_mask(fitted.cpu(), user, margin)
 
 
 def people_crop_boxes(
