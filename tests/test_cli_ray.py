@@ -48,4 +48,5 @@ def test_ray_run_matches_the_single_process_run(dataset, tmp_path, tiny_models, 
         if rb["status"] in ("ok", "error") and rb["worker"]:
             workers.add(rb["worker"])
     assert all(w.startswith("ray:") for w in workers) and len(workers) >= 1
-    assert sum(r["status"] == "ok" for r in b.values()) == 3
+    assert sum(r["status"] == "ok" for r in b.values()) == 4  # nokp.png: no keypoint file, people detected
+    assert b["nokp.png"]["people_source"] == "detect" and b["a.png"]["people_source"] == "file"

@@ -60,3 +60,15 @@ def test_manifest_resume_semantics(tmp_path):
     assert set(lines[0]) >= {"image", "status", "outputs", "seed", "attributes", "fit", "leak_ratio", "error",
                              "attempts", "seconds", "worker", "finished"}
     assert again.summary() == {"ok": 2, "error": 0, "skipped": 1}
+
+
+def test_done_only_from_the_same_people_source(tmp_path):
+    (tmp_path / "o.png").write_bytes(b"png")
+    m = Manifest(tmp_path / "manifest.jsonl")
+    m.write({"image": "old.png", "status": "ok", "outputs": ["o.png"]})  # before detection: no people_source
+    m.write({"image": "det.png", "status": "ok", "outputs": ["o.png"], "people_source": "detect",
+             "detections": [[{"score": 0.9, "presence": 1.0, "box": [0, 0, 5, 9]}]]})
+    assert m.records["old.png"]["people_source"] is None and m.records["old.png"]["detections"] is None
+    assert m.is_done("old.png", people_source="file") and not m.is_done("old.png", people_source="detect")
+    assert m.is_done("det.png", people_source="detect") and not m.is_done("det.png", people_source="file")
+    assert m.is_done("det.png")  # no source asked: as before

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import model_links
+from helpers import model_links, require_detect_models
 from PIL import Image
 
 from refsd.cli import main as cli_main
-from refsd.comfyapi import PACK_ROOT, ComfyClient, ComfyServer, Manifest, image_seed
+from refsd.comfyapi import PACK_ROOT, ComfyClient, ComfyServer, Manifest, RunError, bind_prompt, image_seed
+from refsd.comfyapi.binding import DETECTOR, RunOptions
+from refsd.comfyapi.run import check_detector_node
 
 pytestmark = pytest.mark.comfyui
 SAMPLES = PACK_ROOT / "samples"
@@ -113,7 +115,8 @@ def test_corrupt_image_missing_keypoints_and_non_images(comfy_server, tmp_path):
     frames[0]["people"].append({"pose_keypoints_2d": [400, 100, 0.9, 410, 130, 0.9] + [0, 0, 0] * 16})
     (src / "partial.json").write_text(json.dumps(frames))
     out = tmp_path / "out"
-    rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", comfy_server.url, "--no-progress"])
+    rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", comfy_server.url, "--no-progress",
+                   "--people", "file"])  # keypoint JSONs only: an image without one is skipped
     assert rc == 1  # some image failed
     recs = {r["image"]: r for r in read_manifest(out)}
     assert set(recs) == {"good1.png", "good2.png", "broken.png", "nokeys.png", "partial.png"}
@@ -122,7 +125,77 @@ def test_corrupt_image_missing_keypoints_and_non_images(comfy_server, tmp_path):
     assert recs["good1.png"]["status"] == recs["good2.png"]["status"] == "ok"
     assert recs["broken.png"]["status"] == "error" and "cannot decode" in recs["broken.png"]["error"]
     assert recs["nokeys.png"]["status"] == "skipped" and "nokeys.json" in recs["nokeys.png"]["error"]
+    assert "--people auto detects" in recs["nokeys.png"]["error"]
+    assert recs["good1.png"]["people_source"] == "file" and recs["good1.png"]["detections"] is None
     assert len(image_outputs(out)) == 2
+
+
+def test_keypoint_loader_becomes_a_detector():
+    """The binding alone: refsd_render_only with --people auto/detect for an image without a JSON."""
+    prompt = json.loads(WORKFLOW_API.read_text())
+    inputs = RunOptions(WORKFLOW_API, Path("."), Path("."), detect_model="lite", min_score=0.4).detect_inputs()
+    p = bind_prompt(prompt, "up.png", "ignored.json", 5, detect=inputs)
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "RefSDLoadPoseKeypoints")
+    image = next(k for k, v in prompt.items() if v["class_type"] == "LoadImage")
+    mask = next(k for k, v in prompt.items() if v["class_type"] == "RefSDPersonMask")
+    assert p[loader]["class_type"] == DETECTOR and p[loader]["inputs"] == {
+        "image": [image, 0], "model": "lite", "min_score": 0.4, "max_people": 8, "min_presence": 0.5, "tile_scale": 0.5}
+    assert p[mask]["inputs"]["mask"] == [loader, 1]  # the union person mask, into the unconnected input
+    assert p[image]["inputs"]["image"] == "up.png" and "mask" not in prompt[mask]["inputs"]
+    # everything else is the workflow as it was (links to the loader's slot 0 stay: POSE_KEYPOINT)
+    assert {k: v for k, v in p.items() if k not in (loader, mask, image)} == {
+        k: v for k, v in bind_prompt(prompt, "up.png", None, 5).items() if k not in (loader, mask, image)}
+
+
+def test_images_without_keypoints_are_detected(comfy_server, tmp_path, capsys):
+    """--people auto (default): the image with a JSON uses it, the one without is detected by RefSD Detect
+    People on the real server (real BlazePose files); the manifest records source and scores."""
+    require_detect_models()
+    src = make_folder(tmp_path / "in", names=("a",))
+    astronaut = Path(os.environ.get("REFSD_CACHE_DIR", PACK_ROOT / ".cache")) / "photos" / "astronaut.png"
+    if not astronaut.is_file():
+        pytest.skip(f"{astronaut} is not there: run `make setup` (it fetches the sample photos)")
+    Image.open(astronaut).convert("RGB").resize((192, 192)).save(src / "astronaut.png")  # no JSON
+    info = ComfyClient(comfy_server.url).object_info()
+    with pytest.raises(RunError, match="no RefSDDetectPeople node .*--people file"):  # an old pack's server
+        check_detector_node(comfy_server.url, {k: v for k, v in info.items() if k != DETECTOR}, "test")
+    out = tmp_path / "out"
+    rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", comfy_server.url, "--seed", "4",
+                   "--detect-model", "lite", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    recs = {r["image"]: r for r in read_manifest(out)}
+    assert recs["a.png"]["people_source"] == "file" and recs["a.png"]["detections"] is None
+    det = recs["astronaut.png"]
+    assert det["people_source"] == "detect" and len(det["detections"]) == 1 and len(det["detections"][0]) == 1
+    assert det["detections"][0][0]["score"] >= 0.5 and len(det["detections"][0][0]["box"]) == 4
+    for key, r in recs.items():
+        assert r["status"] == "ok" and r["leak_ratio"] == 0.0 and r["privacy_passed"] is True, r
+        assert r["fit"][0]["people"] == 1
+        png = [o for o in r["outputs"] if o.endswith(".png")]
+        result = np.asarray(Image.open(out / png[0]).convert("RGB"))
+        original = np.asarray(Image.open(src / key).convert("RGB"))
+        assert result.shape == original.shape and (result != original).any(axis=-1).mean() > 0.1
+
+
+def test_server_without_detector_files_says_so(comfyui_path, anny_cache_dir, tmp_path, monkeypatch):
+    """A server with RefSD Detect People but no BlazePose files: the detected image is an error naming the
+    missing files and the fetch command; the image with a JSON is unaffected."""
+    require_detect_models()
+    empty = tmp_path / "empty"
+    for var in ("REFSD_DETECT_DIR", "REFSD_CACHE_DIR", "HOME"):  # the server inherits them: no default folder
+        monkeypatch.setenv(var, str(empty))
+    src = make_folder(tmp_path / "in", names=("a",))
+    Image.open(SAMPLES / "camera.png").convert("RGB").resize((128, 128)).save(src / "nokeys.png")
+    out = tmp_path / "out"
+    with ComfyServer(tmp_path / "base", comfyui_path, model_links={"anny": anny_cache_dir}) as server:
+        rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", server.url, "--no-progress"])
+    assert rc == 1
+    recs = {r["image"]: r for r in read_manifest(out)}
+    assert recs["a.png"]["status"] == "ok"
+    err = recs["nokeys.png"]
+    assert err["status"] == "error" and err["people_source"] == "detect" and err["outputs"] == []
+    assert "lacks the person detector's model files" in err["error"] and "refsd models fetch" in err["error"]
+    assert "pose_detection.tflite" in err["error"]
 
 
 def test_bad_workflow_and_no_server_fail_clearly(comfy_server, tmp_path, capsys):

@@ -270,3 +270,38 @@ def test_importing_the_pipeline_is_light():
             "print([m for m in ('diffusers', 'transformers', 'ray', 'accelerate') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_pipeline_detects_people_without_keypoints(small_scene, anny_cache_dir):
+    """No keypoints: the real BlazePose files find the person; the detector's mask joins the region."""
+    from helpers import require_detect_models
+
+    from refsd.detect import PersonDetector
+
+    require_detect_models()
+    photo, kp = small_scene
+    with pytest.raises(PipelineError, match="no person detector"):
+        RefSDPipeline(anny_cache_dir=anny_cache_dir, device="cpu")(photo)
+    pipe = RefSDPipeline(anny_cache_dir=anny_cache_dir, crop_size=CROP, device="cpu", detect=True, detect_model="lite")
+    with pytest.raises(PipelineError, match="people='file'"):
+        pipe(photo, people="file")
+    res = pipe(photo, seed=3)  # keypoints=None: detect
+    src, out, region = _check_privacy(photo, res)
+    assert res.people_source == "detect" and res.num_people == 1 and res.leak_ratio == 0.0 and res.privacy_passed
+    assert len(res.detections) == 1 and res.detections[0]["score"] >= 0.5 and len(res.detections[0]["box"]) == 4
+    assert res.timings["detect"] > 0 and isinstance(pipe.detector, PersonDetector)
+    assert pipe.describe()["detect"]["model"] == "lite"
+    seg = pipe.detector(np.asarray(photo), **pipe.detect_options).union_mask() > 0.5
+    assert seg.any() and region[seg.numpy()].all()  # everything the detector segments is replaced
+    # people="detect" ignores the keypoints given; with keypoints the file is used as before
+    again = pipe(photo, kp, seed=3, people="detect")
+    assert again.people_source == "detect" and torch.equal(again.image, res.image)
+    from_file = pipe(photo, kp, seed=3)
+    assert from_file.people_source == "file" and from_file.detections is None and from_file.timings["detect"] == 0.0
+    # nobody found: the image passes through unchanged (as a keypoint file without people), with a note
+    blank = np.full((96, 96, 3), 128, np.uint8)
+    empty = pipe(blank, seed=1)
+    assert empty.num_people == 0 and empty.detections == [] and empty.leak_ratio == 0.0
+    assert np.array_equal(np.asarray(empty.pil()), blank) and any("found nobody" in n for n in empty.notes)
+    with pytest.raises(PipelineError, match="max_people"):
+        RefSDPipeline(detect=True, max_people=0)

@@ -3,7 +3,9 @@
 :func:`build_config` turns the parsed command line (:mod:`refsd.cli.pseudonymize`) into the
 config of :meth:`refsd.pipeline.RefSDPipeline.from_config`, including the attribute
 distribution people are drawn from (``--attributes-json`` or the single options) and the
-model paths, checked in the driver before any worker starts. :func:`collect_inputs` finds
+model paths, checked in the driver before any worker starts, and the person detector's
+settings (``--people``, ``--detect-model``, ...; its model files are checked by
+:func:`check_detector_files` when some image will be detected). :func:`collect_inputs` finds
 the images (and the files that are not images) under the inputs.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 from ..comfyapi import IMAGE_SUFFIXES, list_images
 from ..errors import RefSDError
 
-__all__ = ["build_config", "collect_inputs"]
+__all__ = ["build_config", "check_detector_files", "collect_inputs"]
 
 
 def _pairs(values: list[str] | None, what: str, convert: Callable[[str], Any] = str) -> dict[str, Any]:
@@ -80,7 +82,13 @@ def build_config(args) -> dict:
         "coords": args.coords, "hand_order": args.hand_order, "min_confidence": args.min_confidence,
         "max_leak": args.max_leak, "extra_positive": args.extra_positive, "extra_negative": args.extra_negative,
         "attributes": _attributes(args),
+        # the detector is built in each process / Ray worker on first use (an image without keypoints)
+        "detect": args.people != "file", "detect_model": args.detect_model, "min_score": args.min_score,
+        "max_people": args.max_people,
     }
+    from ..pipeline.detection import check_detect_options
+
+    check_detect_options(args.detect_model, args.min_score, args.max_people, 0.5)
     if str(args.body).lower() == "anny":
         cfg["anny_cache_dir"] = str(resolve_anny_cache_dir(None))  # the driver's choice, also in Ray workers
     if refiner == "diffusers":
@@ -109,6 +117,14 @@ def build_config(args) -> dict:
             "vae_tiling": args.vae_tiling, "vae_slicing": args.vae_slicing, "cpu_offload": args.cpu_offload,
         })
     return cfg
+
+
+def check_detector_files(variant: str) -> None:
+    """Raise :class:`refsd.detect.DetectModelsMissing` (folders searched, fetch command) when the
+    detector's model files are not here; done in the driver before any worker starts."""
+    from ..detect import find_model_files
+
+    find_model_files(("pose_detection", f"pose_landmark_{variant}"))
 
 
 def collect_inputs(inputs: Iterable[Path], recursive: bool = True) -> tuple[Path, list[Path], list[tuple[str, str]]]:

@@ -9,14 +9,22 @@
     refsd pseudonymize photos/ -o out/ --model ... --ray auto      # an existing Ray cluster
 
 Keypoints: ``<stem>.json`` (POSE_KEYPOINT) beside each image, or under ``--keypoints DIR``
-with the same relative path (:func:`refsd.comfyapi.manifest.keypoints_for`). Outputs, laid out as
+with the same relative path (:func:`refsd.comfyapi.manifest.keypoints_for`). ``--people``:
+``auto`` (default) uses that file when the image has one and finds the people with the person
+detector (:class:`refsd.detect.PersonDetector`, ``--detect-model``, ``--min-score``,
+``--max-people``; its union person mask joins the replaced region) when it has none; ``file``
+uses keypoint files only (an image without one is ``skipped``); ``detect`` always detects,
+ignoring the files. The manifest records ``people_source`` ("file"/"detect") and, for
+detected images, ``detections`` (per person: score, presence, box). An image in which the
+detector finds nobody is handled as a keypoint file without people: ``ok``, its output is the
+input (re-encoded, without metadata), with a note. Outputs, laid out as
 ``refsd run`` lays them out: ``OUT/<flat stem>/pseudonymized.png`` (no metadata of the input
 is copied), with ``--save-extras`` also ``region.png`` (the replaced region) and
 ``body_fit.json``, and ``OUT/manifest.jsonl`` in :mod:`refsd.comfyapi.manifest`'s schema, plus
 ``timings`` and ``notes``. An image failing the privacy check (leak ratio over ``--max-leak``)
 is an ``error`` and its outputs are not kept (``--keep-failed`` keeps them). A run is resumable: images whose record is ``ok`` with every
 output present are not redone. Per-image problems are recorded, never fatal: a non-image
-file or an image without keypoints is ``skipped`` with the reason, a corrupt image or a
+file or (``--people file``) an image without keypoints is ``skipped`` with the reason, a corrupt image or a
 failing stage is an ``error``. People whose keypoints could not be fitted would stay
 recognisable, so such an image is an ``error`` (no output) unless ``--allow-unfitted``.
 
@@ -34,7 +42,7 @@ from pathlib import Path
 
 from ..comfyapi import Manifest, image_seed, keypoints_for
 from ..errors import RefSDError
-from .config import build_config, collect_inputs
+from .config import build_config, check_detector_files, collect_inputs
 from .workers import run_local, run_ray
 
 __all__ = ["add_parser", "main", "pseudonymize"]
@@ -60,6 +68,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (outputs + manifest.jsonl)")
     p.add_argument("--keypoints", type=Path, default=None,
                    help="folder with the POSE_KEYPOINT JSON files (same relative paths); default: beside the images")
+    p.add_argument("--people", choices=["auto", "file", "detect"], default="auto",
+                   help="where the people come from: auto (default) = the keypoint JSON when the image has one, "
+                   "else the person detector; file = keypoint JSONs only (an image without one is skipped); "
+                   "detect = always the detector, ignoring JSONs")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it and its name")
     p.add_argument("--manifest", type=Path, default=None, help="manifest path (default OUTPUT/manifest.jsonl)")
     p.add_argument("--no-resume", action="store_true", help="redo images already finished in the manifest")
@@ -131,6 +143,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     a.add_argument("--bottoms", default="all")
     a.add_argument("--dresses-and-skirts", default="female", choices=["female", "anyone", "never"])
 
+    d = p.add_argument_group("person detector (images without keypoints; --people)")
+    d.add_argument("--detect-model", choices=["lite", "full", "heavy"], default="full",
+                   help="BlazePose landmark model: lite (fastest), full (default), heavy (most accurate); "
+                   "files from `refsd models fetch`")
+    d.add_argument("--min-score", type=float, default=0.5, help="detector score a person needs (0..1, default 0.5)")
+    d.add_argument("--max-people", type=int, default=8, help="most people detected per image (default 8)")
+
     r = p.add_argument_group("Ray")
     r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray Data: no value = a local Ray instance (or RAY_ADDRESS), else the cluster address")
@@ -176,17 +195,24 @@ def pseudonymize(args) -> dict[str, int]:
         key = path.relative_to(root).as_posix()
         keys_in_order.append(key)
         seed = image_seed(args.seed, key)
-        if not args.no_resume and manifest.is_done(key) and manifest.records[key].get("seed") == seed:
+        kp = None if args.people == "detect" else keypoints_for(path, root, kp_root)
+        source = "detect" if kp is None and args.people != "file" else "file"
+        # done: ok, outputs present, same seed, people from the same source
+        if (not args.no_resume and manifest.is_done(key, people_source=source)
+                and manifest.records[key].get("seed") == seed):
             continue
-        kp = keypoints_for(path, root, kp_root)
-        if kp is None:
+        if kp is None and source == "file":
             where = f"under {kp_root}" if kp_root else "beside the image"
             manifest.write({"image": key, "status": "skipped", "seed": seed,
-                            "error": f"no keypoint file: expected {Path(key).with_suffix('.json').as_posix()} {where}"})
+                            "error": f"no keypoint file: expected {Path(key).with_suffix('.json').as_posix()} {where} "
+                            "(--people auto detects the people instead)"})
             continue
         prev = manifest.records.get(key)
         attempts = (prev.get("attempts", 1) + 1) if prev and prev.get("status") == "error" else 1
-        items.append({"image": key, "path": str(path), "keypoints": str(kp), "seed": seed, "attempts": attempts})
+        items.append({"image": key, "path": str(path), "keypoints": str(kp) if kp is not None else None,
+                      "people": source, "seed": seed, "attempts": attempts})
+    if any(it["people"] == "detect" for it in items):
+        check_detector_files(args.detect_model)  # fail here, with the fetch command, not in every image
 
     bar = None
     if items and not args.no_progress:

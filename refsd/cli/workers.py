@@ -38,18 +38,20 @@ def _png(image) -> bytes:
 
 
 def process_one(pipe, item: dict, options: dict, worker: str) -> tuple[dict, dict[str, bytes]]:
-    """Run the pipeline on one work item ``{"image": key, "path", "keypoints", "seed",
-    "attempts"}``. Returns the manifest record and the output files (name relative to the
-    output folder -> bytes); never raises for a per-image problem."""
+    """Run the pipeline on one work item ``{"image": key, "path", "keypoints" (None: detect),
+    "people" ("file"/"detect"), "seed", "attempts"}``. Returns the manifest record and the output
+    files (name relative to the output folder -> bytes); never raises for a per-image problem."""
     from PIL import Image
 
     from ..pipeline import to_uint8
 
     t0 = time.perf_counter()
     key = item["image"]
-    rec: dict[str, Any] = {"image": key, "seed": item["seed"], "attempts": item.get("attempts", 1), "worker": worker}
+    people = item.get("people") or ("file" if item.get("keypoints") else "detect")
+    rec: dict[str, Any] = {"image": key, "seed": item["seed"], "attempts": item.get("attempts", 1), "worker": worker,
+                           "people_source": people}
     try:
-        res = pipe(item["path"], item["keypoints"], seed=item["seed"])
+        res = pipe(item["path"], item.get("keypoints"), seed=item["seed"], people=people)
     except Exception as e:  # per-image failure: recorded, not fatal
         rec.update(status="error", error=f"{type(e).__name__}: {e}", seconds=round(time.perf_counter() - t0, 3))
         return rec, {}
@@ -57,7 +59,8 @@ def process_one(pipe, item: dict, options: dict, worker: str) -> tuple[dict, dic
     rec.update(
         attributes=[res.attributes_dicts()], fit=res.fit_summary(), leak_ratio=res.leak_ratio,
         privacy_passed=res.privacy_passed, timings={k: round(v, 4) for k, v in res.timings.items()},
-        notes=list(res.notes),
+        notes=list(res.notes), people_source=res.people_source,
+        detections=[res.detections] if res.detections is not None else None,  # per image (as refsd run), per person
     )
     which = "; ".join(f"person {i}: {why}" for i, why in res.unfitted)
     error = privacy_error(None if options.get("keep_failed") else res.privacy_passed, res.leak_ratio,

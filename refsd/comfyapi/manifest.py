@@ -10,6 +10,9 @@ is compacted::
      "seed": 123,                        # the per-image seed actually used
      "attributes": [[{...}, ...]],       # sampled attributes, per image of the batch, per person
      "fit": {"people": 1, "rms_px": [13.1], "quality": ["good"]},
+     "people_source": "file" | "detect",  # the keypoint file, or the person detector (None: neither)
+     "detections": [[{"score": 0.91, "presence": 1.0, "box": [x0, y0, x1, y1]}, ...]],
+                                         # detector scores, per image of the batch, per person (null: file)
      "leak_ratio": 0.0, "privacy_passed": true,
      "error": null,                      # the message when status != "ok"
      "attempts": 1, "seconds": 4.2, "worker": "http://127.0.0.1:8188",
@@ -17,8 +20,10 @@ is compacted::
 
 Resuming: records are appended (flushed and fsynced line by line), the last record of an
 image wins, a half-written last line (a killed run) is ignored, and an image counts as
-finished only when its record says ``ok`` and every listed output file exists. At the
-start of a run the manifest is rewritten (atomically) with one line per image.
+finished only when its record says ``ok`` and every listed output file exists (and, when the
+run says where the people come from, its ``people_source`` is that one: an image detected
+before is redone once it has a keypoint file). At the start of a run the manifest is
+rewritten (atomically) with one line per image.
 """
 
 from __future__ import annotations
@@ -134,9 +139,13 @@ class Manifest:
                     if isinstance(rec, dict) and isinstance(rec.get("image"), str):
                         self.records[rec["image"]] = rec
 
-    def is_done(self, image_key: str) -> bool:
+    def is_done(self, image_key: str, people_source: str | None = None) -> bool:
+        """The image's record is ``ok`` with every output present (and, with ``people_source``, its
+        people came from there; records from before detection existed count as ``"file"``)."""
         rec = self.records.get(image_key)
         if not rec or rec.get("status") != "ok":
+            return False
+        if people_source is not None and (rec.get("people_source") or "file") != people_source:
             return False
         return all((self.output_dir / o).is_file() for o in rec.get("outputs", []))
 
@@ -159,7 +168,8 @@ class Manifest:
             raise ValueError(f"manifest status must be one of {STATUSES}, got {record.get('status')!r}")
         rec = {
             "image": record["image"], "status": record["status"], "outputs": [], "seed": None,
-            "attributes": None, "fit": None, "leak_ratio": None, "privacy_passed": None, "error": None,
+            "attributes": None, "fit": None, "people_source": None, "detections": None,
+            "leak_ratio": None, "privacy_passed": None, "error": None,
             "attempts": 1, "seconds": None, "worker": None, "finished": now_iso(),
         }
         rec.update(record)

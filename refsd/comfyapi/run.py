@@ -7,6 +7,13 @@ the same seed, whatever the order or the server), queues one prompt, follows its
 over the websocket, downloads what the graph saved and appends one line to
 ``<output>/manifest.jsonl`` (schema in :mod:`refsd.comfyapi.manifest`).
 
+* People: ``--people auto`` (default) binds an image's keypoint JSON when it has one, and
+  for an image without one puts ``RefSD Detect People`` (``--detect-model``, ``--min-score``,
+  ``--max-people``) in place of each keypoint loader, its person mask wired into
+  ``RefSD Person Mask`` (:func:`refsd.comfyapi.binding.use_detector`); ``--people file`` needs a
+  JSON per image (else ``skipped``), ``--people detect`` always detects. Graphs that detect
+  themselves (``refsd_auto``) need no JSON at all. The manifest records ``people_source`` and
+  the detector's per-person scores (``detections``).
 * Resumable: images whose manifest record is ``ok`` and whose outputs exist are skipped;
   output names are deterministic (``<output>/<image stem>/<label>.png``) and written
   atomically, so a killed run started again never duplicates anything.
@@ -30,7 +37,18 @@ import sys
 import threading
 from pathlib import Path
 
-from .binding import IMAGE_LOADERS, KEYPOINT_LOADERS, RunError, RunOptions, _nodes_of, apply_overrides, load_workflow
+from ..errors import RefSDError
+from .binding import (
+    DETECTOR,
+    IMAGE_LOADERS,
+    KEYPOINT_LOADERS,
+    RunError,
+    RunOptions,
+    _nodes_of,
+    apply_overrides,
+    load_workflow,
+    people_source_for,
+)
 from .client import ComfyClient
 from .manifest import Manifest, keypoints_for, list_images
 from .runner import Job, _Runner
@@ -51,6 +69,17 @@ def _lock_output(folder: Path):
         f.close()
         raise RunError(f"another refsd run is writing to {folder}; wait for it or choose another --output") from e
     return f
+
+
+def check_detector_node(url: str, info: dict, why: str) -> None:
+    """Raise :class:`RunError` when the server's ``/object_info`` lacks ``RefSDDetectPeople``."""
+    if DETECTOR not in info:
+        from ..detect import FETCH_COMMAND
+
+        raise RunError(
+            f"the ComfyUI server at {url} has no {DETECTOR} node ({why}): its RefSD pack predates person "
+            f"detection. Update the pack on that server (and fetch the detector's files there: `{FETCH_COMMAND} "
+            "--dest ComfyUI/models/refsd_detect`), or give every image a keypoint JSON and run with --people file")
 
 
 def run_folder(opts: RunOptions) -> dict[str, int]:
@@ -74,8 +103,29 @@ def run_folder(opts: RunOptions) -> dict[str, int]:
         keys = [p.relative_to(opts.input_dir).as_posix() for p in images]
         manifest.compact()  # one line per image from here on
         runner = _Runner(opts, prompt, manifest, needs_kp)
-        todo = [Job(k, p, keypoints_for(p, opts.input_dir, opts.keypoint_dir))
-                for k, p in zip(keys, images, strict=True) if not manifest.is_done(k)]
+        if not needs_kp and opts.people == "detect" and not _nodes_of(prompt, (DETECTOR,)):
+            print(f"[refsd run] --people detect: {opts.workflow} has no RefSDLoadPoseKeypoints node to replace; "
+                  "its own nodes find the people", file=sys.stderr)
+        todo = []
+        for k, p in zip(keys, images, strict=True):
+            kp = keypoints_for(p, opts.input_dir, opts.keypoint_dir)
+            source = people_source_for(prompt, opts.people, kp is not None)
+            if opts.people == "file" and needs_kp and kp is None:
+                source = "file"  # skipped unless it was finished from a keypoint file before
+            if not manifest.is_done(k, people_source=source):
+                todo.append(Job(k, p, kp))
+        detecting = [j for j in todo if people_source_for(prompt, opts.people, j.keypoints is not None) == "detect"]
+        if detecting:  # the graph detects, or its keypoint loaders become detectors
+            from ..pipeline.detection import check_detect_options
+
+            try:
+                check_detect_options(opts.detect_model, opts.min_score, opts.max_people, opts.min_presence)
+            except RefSDError as e:
+                raise RunError(str(e)) from e
+            why = ("the workflow detects people" if not needs_kp else "--people detect" if opts.people == "detect"
+                   else f"needed for {len(detecting)} image(s) without a keypoint JSON")
+            for u in live:
+                check_detector_node(u, ComfyClient(u).object_info(DETECTOR), why)
         done_before = len(images) - len(todo)
         if done_before:
             print(f"[refsd run] {done_before} of {len(images)} images already done; resuming", file=sys.stderr)
@@ -115,6 +165,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="ComfyUI server URL; repeat to spread the images over several (default http://127.0.0.1:8188)")
     p.add_argument("--keypoints", type=Path, dest="keypoint_dir", metavar="DIR",
                    help="folder of keypoint JSONs named like the images (default: beside the images)")
+    p.add_argument("--people", choices=["auto", "file", "detect"], default="auto",
+                   help="auto (default): an image's keypoint JSON when it has one, else RefSD Detect People in place "
+                   "of the keypoint loader; file: JSONs only (an image without one is skipped); detect: always detect")
+    p.add_argument("--detect-model", choices=["lite", "full", "heavy"], default="full",
+                   help="the detector's BlazePose landmark model (default full)")
+    p.add_argument("--min-score", type=float, default=0.5, help="detector score a person needs (0..1, default 0.5)")
+    p.add_argument("--max-people", type=int, default=8, help="most people detected per image (default 8)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each image's seed is derived from it and its path")
     p.add_argument("--retries", type=int, default=2, help="retries of transient failures per image (default 2)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds one image may take (default 1800)")
@@ -138,6 +195,7 @@ def main(args: argparse.Namespace) -> int:
         retries=max(0, args.retries), timeout=args.timeout, overrides=args.overrides, keep_failed=args.keep_failed,
         allow_unfitted=args.allow_unfitted,
         progress=args.progress, server_wait=args.server_wait,
+        people=args.people, detect_model=args.detect_model, min_score=args.min_score, max_people=args.max_people,
     )
     try:
         summary = run_folder(opts)

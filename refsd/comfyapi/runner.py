@@ -3,7 +3,10 @@
 Each server gets a worker thread that takes the next image off the queue, uploads it and its
 keypoints, queues the bound prompt, follows its progress over the websocket, downloads what
 the graph saved (written atomically, deterministic names ``<output>/<image stem>/<label>.png``)
-and records the result in the manifest. Transient failures (server gone, connection reset,
+and records the result in the manifest. An image without a keypoint JSON (``--people auto``), or
+every image (``--people detect``), gets the graph with RefSD Detect People in place of the
+keypoint loaders (:func:`refsd.comfyapi.binding.use_detector`); the detector's scores go into
+the record. Transient failures (server gone, connection reset,
 timeout, out of memory) are put back on the queue, to be retried on another server when
 there is one; a server that stays unreachable is dropped. A failed privacy check or an
 unfitted person makes the image an error and its outputs are deleted (unless
@@ -21,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .binding import RunOptions, _node_key, _upload_name, bind_prompt
+from .binding import (
+    RunOptions,
+    _node_key,
+    _upload_name,
+    bind_prompt,
+    detect_error_hint,
+    detections_of,
+    people_source_for,
+)
 from .client import ComfyClient, ComfyConnectionError, PromptRejected
 from .manifest import Manifest, image_seed, output_stem, privacy_error
 
@@ -118,25 +129,30 @@ class _Runner:
         bad = _check_image(job.path)
         if bad:
             return {**base, "status": "error", "error": bad}
-        if self.needs_keypoints and job.keypoints is None:
+        source = people_source_for(self.prompt, self.opts.people, job.keypoints is not None)
+        detect = self.needs_keypoints and source == "detect"  # the keypoint loaders become detectors
+        base["people_source"] = source
+        if self.needs_keypoints and job.keypoints is None and not detect:
             return {**base, "status": "skipped",
-                    "error": f"no keypoint file {Path(job.key).stem}.json (the workflow loads keypoints per image)"}
+                    "error": f"no keypoint file {Path(job.key).stem}.json (the workflow loads keypoints per image; "
+                    "--people auto detects the people instead)"}
         try:
             up = client.upload(job.path, name=_upload_name(job.key, job.path))
             image_name = "/".join(x for x in (up.get("subfolder"), up.get("name")) if x) or job.path.name
             kp_name = None
-            if job.keypoints is not None and self.needs_keypoints:
+            if job.keypoints is not None and self.needs_keypoints and not detect:
                 kp_name = client.upload(job.keypoints, name=_upload_name(job.key, job.keypoints)).get("name")
         except ComfyConnectionError as e:
             raise Transient(str(e)) from e
-        prompt = bind_prompt(self.prompt, image_name, kp_name, seed)
+        prompt = bind_prompt(self.prompt, image_name, kp_name, seed,
+                             detect=self.opts.detect_inputs() if detect else None)
 
         def on_progress(msg: dict) -> None:
             d = msg.get("data", {})
             if msg.get("type") == "progress":
                 self._show(client.url, f"{Path(job.key).name} node {d.get('node')} {d.get('value')}/{d.get('max')}")
             elif msg.get("type") == "executing" and d.get("node"):
-                node = self.prompt.get(str(d.get("node")), {}).get("class_type", d.get("node"))
+                node = prompt.get(str(d.get("node")), {}).get("class_type", d.get("node"))
                 self._show(client.url, f"{Path(job.key).name} {node}")
 
         try:
@@ -152,14 +168,16 @@ class _Runner:
         if result.error is not None:
             msg = f"{result.error.get('node_type')} (node {result.error.get('node_id')}): " \
                   f"{result.error.get('exception_type', '')}: {result.error.get('exception_message', '')}".strip()
-            if any(t in msg.lower() for t in TRANSIENT_TEXT):
+            hint = detect_error_hint(result.error)
+            if not hint and any(t in msg.lower() for t in TRANSIENT_TEXT):
                 raise Transient(msg)
-            return {**base, "status": "error", "error": msg}
+            return {**base, "status": "error", "error": hint + msg}
         outputs = self._download(client, job, result.outputs)
         rec = {
             **base, "status": "ok", "outputs": outputs, "seconds": round(time.monotonic() - job.started, 3),
             "attributes": _first_ui(result.outputs, prompt, "RefSDRenderAvatar", "attributes"),
             "fit": _first_ui(result.outputs, prompt, "RefSDFitBody", "fit"),
+            "detections": detections_of(result.outputs, prompt),
         }
         ratios = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "leak_ratio")
         passed = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "passed")

@@ -7,7 +7,12 @@
 >>> pipe = RefSDPipeline(refiner=refiner)                                       # doctest: +SKIP
 >>> result = pipe("photo.png", "photo.json", seed=1)                            # doctest: +SKIP
 >>> result.pil().save("photo_refsd.png"); result.leak_ratio                     # doctest: +SKIP
+>>> RefSDPipeline(detect=True)("photo.png")     # no keypoints: find the people  # doctest: +SKIP
 
+Without keypoints (``keypoints=None``, or ``people="detect"``) the people are found by the
+person detector (:class:`refsd.detect.PersonDetector`, built on first use with ``detect=True``
+or given as ``detector``); its union person mask joins the person region, and the result
+records ``people_source`` and the detector's per-person ``detections`` (:mod:`~refsd.pipeline.detection`).
 The stages are the same functions the ComfyUI nodes call (the ``refsd_full`` graph):
 :func:`refsd.fit.api.fit_pose_keypoint`, :func:`refsd.render.avatar.render_avatars`,
 :func:`refsd.composite.stages.region_masks`, :func:`refsd.composite.remove_people`,
@@ -27,7 +32,8 @@ generator seeded with :func:`person_seed` ``(seed, person)``.
 
 The package holds :mod:`~refsd.pipeline.core` (:class:`RefSDPipeline`),
 :mod:`~refsd.pipeline.result` (:class:`PipelineResult`, :data:`STAGES`, :func:`person_seed`)
-and :mod:`~refsd.pipeline.io` (:func:`load_image`, :func:`to_uint8`, :class:`PipelineError`).
+and :mod:`~refsd.pipeline.io` (:func:`load_image`, :func:`to_uint8`, :class:`PipelineError`)
+and :mod:`~refsd.pipeline.detection` (:data:`PEOPLE_MODES`, :func:`people_source`).
 Importing it is cheap: the body model is built on first use, and diffusers is imported only
 inside the functions of :mod:`refsd.refine.loading` and :mod:`refsd.refine.refiner`.
 """
@@ -35,7 +41,9 @@ inside the functions of :mod:`refsd.refine.loading` and :mod:`refsd.refine.refin
 from __future__ import annotations
 
 from .core import RefSDPipeline
+from .detection import PEOPLE_MODES, people_source
 from .io import PipelineError, load_image, to_uint8
 from .result import STAGES, PipelineResult, person_seed
 
-__all__ = ["PipelineError", "PipelineResult", "RefSDPipeline", "person_seed", "load_image", "to_uint8", "STAGES"]
+__all__ = ["PEOPLE_MODES", "PipelineError", "PipelineResult", "RefSDPipeline", "person_seed", "people_source",
+           "load_image", "to_uint8", "STAGES"]

@@ -1,6 +1,6 @@
-"""The whole chain as a library call: :class:`RefSDPipeline` (fit -> attributes -> render ->
-remove people -> crops -> refine -> paste -> composite, see :mod:`refsd.pipeline`), with its
-settings, batching of the crops of several images into the refiner, and
+"""The whole chain as a library call: :class:`RefSDPipeline` ((detect) -> fit -> attributes ->
+render -> remove people -> crops -> refine -> paste -> composite, see :mod:`refsd.pipeline`),
+with its settings, batching of the crops of several images into the refiner, and
 :meth:`RefSDPipeline.from_config` for a flat JSON-safe config.
 """
 
@@ -15,7 +15,8 @@ import torch
 
 from ..people import AttributeDistribution, PersonAttributes
 from ..refine import crop_prompts
-from .io import PipelineError, _load_keypoints, load_image, to_uint8
+from .detection import check_detect_options, find_people
+from .io import PipelineError, load_image, to_uint8
 from .result import STAGES, PipelineResult, _Prepared, person_seed
 
 __all__ = ["RefSDPipeline"]
@@ -49,6 +50,13 @@ class RefSDPipeline:
         sd_removal, removal_denoise: with a refiner, regenerate the removed region with the
             refiner's SD model (inpainting on the classical fill, ``removal_denoise`` strength)
             before the people are refined; False keeps the classical fill only.
+        detector: a :class:`refsd.detect.PersonDetector` for images without keypoints (calls with
+            ``keypoints=None`` or ``people="detect"``); its union person mask joins the region.
+        detect: True builds that detector on first use, on ``device`` (``detect_model``,
+            ``tile_scale``, model files from ``detect_dirs`` or the default folders). Without a
+            detector, an image without keypoints is a :class:`PipelineError`.
+        detect_model, min_score, max_people, min_presence, tile_scale: the detector's landmark
+            model (lite, full, heavy) and settings (:class:`refsd.detect.PersonDetector`).
     """
 
     def __init__(
@@ -81,6 +89,14 @@ class RefSDPipeline:
         extra_negative: str = "",
         sd_removal: bool = True,
         removal_denoise: float = 0.9,
+        detector: Any = None,
+        detect: bool = False,
+        detect_model: str = "full",
+        min_score: float = 0.5,
+        max_people: int = 8,
+        min_presence: float = 0.5,
+        tile_scale: float | None = 0.5,
+        detect_dirs: Sequence[str | Path] | None = None,
     ):
         from ..composite.crop import _check_size
         from ..fit.handle import BodyModelSpec
@@ -123,6 +139,13 @@ class RefSDPipeline:
         self.render_options = dict(keep_size=bool(keep_size), draw_hands=bool(draw_hands), draw_face=bool(draw_face))
         self.max_leak = float(max_leak)
         self.extra_positive, self.extra_negative = extra_positive, extra_negative
+        check_detect_options(detect_model, min_score, max_people, min_presence)
+        self.detector = detector
+        self.detect = bool(detect) or detector is not None
+        self.detect_model, self.tile_scale = str(detect_model), tile_scale
+        self.detect_dirs = [Path(d) for d in detect_dirs] if detect_dirs else None
+        self.detect_options = dict(min_score=float(min_score), max_people=int(max_people),
+                                   min_presence=float(min_presence))
 
     # ------------------------------------------------------------------
     def _sync(self) -> None:
@@ -136,23 +159,39 @@ class RefSDPipeline:
             return AttributeSource(fixed=self.attributes)
         return AttributeSource(distribution=self.attributes, seed=int(seed))
 
+    def detector_of(self):
+        """The person detector (built on first use with ``detect=True``)."""
+        if self.detector is None:
+            if not self.detect:
+                raise PipelineError("no keypoints for this image and no person detector: pass keypoints, or build "
+                                    "the pipeline with detect=True (or detector=refsd.detect.PersonDetector(...))")
+            from ..detect import PersonDetector
+
+            self.detector = PersonDetector(self.detect_model, self.detect_dirs, device=self.device,
+                                           tile_scale=self.tile_scale)
+        return self.detector
+
     def warm_up(self) -> None:
         """Build the body model and its fitter now (the Anny cache on first use), not on the first image."""
         self.body.fitter(self.device, torch.float32)
 
-    def _prepare(self, index: int, image: Any, keypoints: Any, seed: int) -> _Prepared:
+    def _prepare(self, index: int, image: Any, keypoints: Any, seed: int, people: str = "auto") -> _Prepared:
         from ..composite import composite, crop_batch, crop_mask_batch, people_crop_boxes, region_masks, remove_people
         from ..fit.api import fit_pose_keypoint
         from ..render.avatar import render_avatars
 
         timings: dict[str, float] = {}
         img = load_image(image)
-        kp = _load_keypoints(keypoints)
+        found = find_people(self.detector_of, img, keypoints, people, self.detect_options)
+        timings["detect"] = found.seconds
+        fit_options = self.fit_options
+        if found.source == "detect":  # the detector's frame: photo pixels, no hands
+            fit_options = dict(fit_options, coords="pixels", hand_order="left_first")
         H, W = img.shape[:2]
         t0 = time.perf_counter()
         fitter = self.body.fitter(self.device, torch.float32)
         model = fitter.model
-        fit = fit_pose_keypoint(fitter, kp, [(W, H)], **self.fit_options)[0]
+        fit = fit_pose_keypoint(fitter, found.pose_keypoint, [(W, H)], **fit_options)[0]
         self._sync()
         t1 = time.perf_counter()
         timings["fit"] = t1 - t0
@@ -161,7 +200,8 @@ class RefSDPipeline:
         self._sync()
         t2 = time.perf_counter()
         timings["render"] = t2 - t1
-        region, per = region_masks(model, fit, self.margin, (p.alpha,), image=img, reach=self.reach)
+        # the detector's person mask joins the region and guides each person's growth (coats, hair)
+        region, per = region_masks(model, fit, self.margin, (p.alpha, found.segmentation), image=img, reach=self.reach)
         dev_img = img.to(self.device)
         region_d = region.to(self.device)
         background = remove_people(dev_img, region_d)
@@ -174,8 +214,12 @@ class RefSDPipeline:
         timings["remove"] = t3 - t2
         comp = composite(background, p.rgb, p.alpha, region_d, self.feather, self.match_color, original=dev_img)
         prep = _Prepared(index=index, seed=int(seed), image=img, fit=fit, people=people, passes=p, region=region,
-                         per=per, background=background, composite=comp, timings=timings)
+                         per=per, background=background, composite=comp, timings=timings,
+                         people_source=found.source, detections=found.detections)
         prep.notes += list(fit.warnings)
+        if found.source == "detect" and not found.detections:
+            prep.notes.append("the person detector found nobody (min_score {min_score}, min_presence {min_presence}): "
+                              "the image is unchanged".format(**self.detect_options))
         if self.refiner is not None and fit.num_people:
             from ..refine import CONTROL_MAPS
 
@@ -213,27 +257,34 @@ class RefSDPipeline:
             background=background, avatar=p.rgb.cpu(), avatar_mask=p.alpha.cpu(), leak_ratio=leak,
             privacy_passed=leak <= self.max_leak, crop_boxes=prep.boxes, prompts=prep.prompts,
             timings={k: timings[k] for k in STAGES}, notes=prep.notes,
+            people_source=prep.people_source, detections=prep.detections,
         )
 
     # ------------------------------------------------------------------
-    def __call__(self, image: Any, keypoints: Any, seed: int = 0) -> PipelineResult:
+    def __call__(self, image: Any, keypoints: Any = None, seed: int = 0, people: str = "auto") -> PipelineResult:
         """Pseudonymize one image. ``image``: path, PIL image, array or ``(H, W, 3)`` tensor;
-        ``keypoints``: a POSE_KEYPOINT JSON path or the parsed data (one frame)."""
-        res = self.batch([image], [keypoints], [seed], return_exceptions=False)
+        ``keypoints``: a POSE_KEYPOINT JSON path or the parsed data (one frame), or None to
+        detect the people (needs ``detect=True`` or a ``detector``). ``people``: "auto" (the
+        keypoints when given, else detect), "file" (keypoints required) or "detect" (always
+        detect, ignoring ``keypoints``); :mod:`refsd.pipeline.detection`."""
+        res = self.batch([image], [keypoints], [seed], return_exceptions=False, people=people)
         return res[0]
 
     def batch(
-        self, images: Sequence[Any], keypoints: Sequence[Any], seeds: Sequence[int] | int = 0,
-        return_exceptions: bool = False,
+        self, images: Sequence[Any], keypoints: Sequence[Any] | None = None, seeds: Sequence[int] | int = 0,
+        return_exceptions: bool = False, people: str = "auto",
     ) -> list[PipelineResult | Exception]:
         """Pseudonymize several images; the people's crops of all images are refined together
-        (in the refiner's batches). ``seeds``: one per image, or one for all. With
+        (in the refiner's batches). ``keypoints``: one per image (None entries, or None for all:
+        detect), ``seeds``: one per image, or one for all; ``people`` as in :meth:`__call__`. With
         ``return_exceptions`` a failing image gives its exception in the list instead of raising.
 
         The per-crop noise comes from per-crop generators, so an image's result does not depend
         on which other images share its batch (up to the last bits of batched floating-point
         arithmetic on some hardware; run one image per call where bit-exact repeatability
         across batch layouts matters)."""
+        if keypoints is None:
+            keypoints = [None] * len(images)
         if len(images) != len(keypoints):
             raise PipelineError(f"{len(images)} images but {len(keypoints)} keypoint sets; give one per image")
         if isinstance(seeds, int):
@@ -244,7 +295,7 @@ class RefSDPipeline:
         prepared: list[_Prepared] = []
         for i, (im, kp, s) in enumerate(zip(images, keypoints, seeds, strict=True)):
             try:
-                prepared.append(self._prepare(i, im, kp, s))
+                prepared.append(self._prepare(i, im, kp, s, people))
             except Exception as e:
                 if not return_exceptions:
                     raise
@@ -299,6 +350,8 @@ class RefSDPipeline:
             "sd_removal": self.sd_removal, "removal_denoise": self.removal_denoise,
             "fit": self.fit_options, "render": self.render_options, "attributes": att,
             "refiner": self.refiner.describe() if self.refiner is not None else {"backend": "none"},
+            "detect": ({"model": self.detect_model, "tile_scale": self.tile_scale, **self.detect_options}
+                       if self.detect else None),
         }
 
     # ------------------------------------------------------------------
@@ -310,7 +363,8 @@ class RefSDPipeline:
         ({name: path}), ``controlnet_configs``, ``dtype``, ``scheduler``, ``inpaint``,
         ``batch_size``, ``attention_slicing``, ``vae_tiling``, ``vae_slicing``, ``cpu_offload``,
         ``control_scales``, ``crop_width``, ``crop_height`` and every :class:`RefSDPipeline`
-        keyword (``attributes`` as the distribution's dict, or ``{"fixed_person": {...}}``).
+        keyword (``attributes`` as the distribution's dict, or ``{"fixed_person": {...}}``; ``detect``,
+        ``detect_model``, ``min_score``, ... for the person detector, built in the worker).
         """
         cfg = dict(config)
         kind = cfg.pop("refiner", "none") or "none"

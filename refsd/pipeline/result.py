@@ -17,7 +17,7 @@ from .io import to_uint8
 __all__ = ["STAGES", "PipelineResult", "person_seed"]
 
 #: The timed stages, in order (seconds in :attr:`PipelineResult.timings`).
-STAGES = ("fit", "render", "remove", "refine", "composite")
+STAGES = ("detect", "fit", "render", "remove", "refine", "composite")
 
 def person_seed(seed: int, person_index: int) -> int:
     """The diffusion seed of one person's crop, from the image seed and the person's keypoint index."""
@@ -33,7 +33,9 @@ class PipelineResult:
     ``region`` the grown person mask (nothing outside it differs from the input);
     ``leak_ratio`` the privacy measure over ``region`` (0: no pixel of the original people
     survives); ``timings`` seconds per stage (:data:`STAGES`); ``notes`` warnings
-    (skipped people, out-of-memory retries).
+    (skipped people, out-of-memory retries). ``people_source`` says where the people came
+    from ("file": the keypoints, "detect": the person detector, whose per-person
+    ``{"score", "presence", "box"}`` are ``detections``; None for keypoints).
     """
 
     image: torch.Tensor
@@ -51,6 +53,8 @@ class PipelineResult:
     prompts: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    people_source: str = "file"
+    detections: list[dict] | None = None
 
     @property
     def num_people(self) -> int:
@@ -97,4 +101,6 @@ class _Prepared:
     seeds: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    people_source: str = "file"
+    detections: list | None = None
 
