@@ -1,5 +1,5 @@
 """Thin ComfyUI wrappers around the ``refsd`` library, one module per stage (as ``refsd/``):
-keypoints, body, fit, people, render, composite, refine.
+keypoints, detect, body, fit, people, render, composite, refine.
 
 Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or removed
 once shipped, so saved workflows keep working.
@@ -7,6 +7,7 @@ once shipped, so saved workflows keep working.
 
 from .body import LoadBodyModel
 from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCheck, RemovePeople
+from .detect import DetectPeople
 from .fit import FitBody, LoadBodyFit, SaveBodyFit
 from .keypoints import DrawPoseKeypoints, LoadPoseKeypoints
 from .people import AttributePrompt, Attributes, SampleAttributes
@@ -16,6 +17,7 @@ from .render import RenderAvatar
 NODE_CLASSES = [
     LoadPoseKeypoints,
     DrawPoseKeypoints,
+    DetectPeople,
     LoadBodyModel,
     FitBody,
     SaveBodyFit,

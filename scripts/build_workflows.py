@@ -3,7 +3,8 @@
 Starts a real ComfyUI server (to read /object_info: which inputs are widgets, in which
 order), converts each API prompt with refsd.comfyapi.workflow.api_to_ui, and writes
 workflows/<name>.json. Run it after editing an API workflow; the tests check that the
-two stay equivalent.
+two stay equivalent. ``python scripts/build_workflows.py [NAME ...]`` regenerates only the named
+workflows (default: all).
 """
 
 from __future__ import annotations
@@ -53,10 +54,16 @@ DWPOSE_OBJECT_INFO = {
 }
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    api_files = sorted((ROOT / "workflows" / "api").glob("*.json"))
+    unknown = set(names) - {p.stem for p in api_files}
+    if unknown:
+        raise SystemExit(f"no workflows/api/<name>.json for {sorted(unknown)}")
     with tempfile.TemporaryDirectory() as td, ComfyServer(td) as server:
         info = {**server.client().object_info(), **DWPOSE_OBJECT_INFO}
-        for api_file in sorted((ROOT / "workflows" / "api").glob("*.json")):
+        for api_file in api_files:
+            if names and api_file.stem not in names:
+                continue
             prompt = json.loads(api_file.read_text())
             ui = api_to_ui(prompt, info)
             out = ROOT / "workflows" / api_file.name
@@ -65,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

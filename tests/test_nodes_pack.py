@@ -247,9 +247,12 @@ def test_every_api_workflow_runs_on_the_random_models(comfy, sample_inputs, rand
     """Each shipped API graph (refsd_dwpose aside: its DWPose node cannot be installed here) runs in the real
     server on the sample photo with the random test models at 64 px crops/latents and 2 steps; every image it
     saves is finite and photo-sized or model-sized, and every privacy check passes with leak ratio 0."""
-    from helpers import use_test_models
+    from helpers import require_detect_models, use_test_models
 
-    result = run_ok(comfy, use_test_models(json.loads(api_file.read_text()), random_models, *sample_inputs))
+    graph = json.loads(api_file.read_text())
+    if any(v["class_type"] == "RefSDDetectPeople" for v in graph.values()):
+        require_detect_models()  # refsd_auto*: the BlazePose files fetched at set-up
+    result = run_ok(comfy, use_test_models(graph, random_models, *sample_inputs))
     saved = [r for out in result.outputs.values() for r in out.get("images", []) if r.get("type") == "output"]
     assert saved
     for rec in saved:
@@ -258,5 +261,5 @@ def test_every_api_workflow_runs_on_the_random_models(comfy, sample_inputs, rand
     checks = [out for out in result.outputs.values() if "passed" in out]
     for out in checks:
         assert out["passed"] == [True] and out["leak_ratio"] == [0.0]
-    replaces = any(v["class_type"] == "RefSDComposite" for v in json.loads(api_file.read_text()).values())
+    replaces = any(v["class_type"] == "RefSDComposite" for v in graph.values())
     assert bool(checks) == replaces  # every graph that replaces people checks its privacy
