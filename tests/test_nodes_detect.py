@@ -12,7 +12,7 @@ import pytest
 from helpers import require_detect_models, run_ok
 from PIL import Image
 
-from refsd.comfyapi import PACK_ROOT, ComfyServer, PromptRejected
+from refsd.comfyapi import PACK_ROOT, ComfyServer
 from refsd.keypoints import load_pose_keypoint_file, parse_pose_keypoint
 
 pytestmark = pytest.mark.comfyui
