@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from refsd.detect import DetectModelsMissing, PersonDetector  # noqa: E402
-from refsd.keypoints import load_pose_keypoint_file, parse_pose_keypoint  # noqa: E402
+from refsd.keypoints import load_pose_keypoint_file, matched_errors, parse_pose_keypoint  # noqa: E402
 
 PHOTOS = ("camera.png", "astronaut.png", "bus.jpg")
 
@@ -54,17 +54,7 @@ def photo(name: str) -> np.ndarray:
 def errors(name: str, img: np.ndarray, dets) -> list[tuple[float, float]]:
     ann = parse_pose_keypoint(load_pose_keypoint_file(ROOT / "samples" / (Path(name).stem + ".json")),
                               (img.shape[1], img.shape[0]))[0]
-    frame = dets.frame()
-    out = []
-    for pa in ann.people:
-        best = math.inf
-        for pd in frame.people:
-            ok = (pa.body[:, 2] > 0) & (pd.body[:, 2] > 0.3)
-            if ok.sum() >= 6:
-                best = min(best, float(np.median(np.linalg.norm(pa.body[ok, :2] - pd.body[ok, :2], axis=1))))
-        _, y0, _, y1 = pa.bbox(include_parts=False)
-        out.append((best, y1 - y0))
-    return out
+    return matched_errors(ann, dets.frame())
 
 
 def timeit(fn, repeats: int, sync) -> float:

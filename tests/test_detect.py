@@ -26,7 +26,7 @@ from refsd.detect import (
     PersonDetector,
     decode,
 )
-from refsd.keypoints import load_pose_keypoint_file, parse_pose_keypoint
+from refsd.keypoints import load_pose_keypoint_file, matched_errors, parse_pose_keypoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import require_detect_models  # noqa: E402
@@ -166,17 +166,7 @@ def _errors_vs_annotation(name: str, dets) -> list[tuple[float, float]]:
     img = _photo(name)
     ann = parse_pose_keypoint(load_pose_keypoint_file(ROOT / "samples" / (Path(name).stem + ".json")),
                               (img.shape[1], img.shape[0]))[0]
-    frame = dets.frame()
-    out = []
-    for pa in ann.people:
-        best = math.inf
-        for pd in frame.people:
-            ok = (pa.body[:, 2] > 0) & (pd.body[:, 2] > 0.3)
-            if ok.sum() >= 6:
-                best = min(best, float(np.median(np.linalg.norm(pa.body[ok, :2] - pd.body[ok, :2], axis=1))))
-        x0, y0, x1, y1 = pa.bbox(include_parts=False)
-        out.append((best, y1 - y0))
-    return out
+    return matched_errors(ann, dets.frame())
 
 
 def test_every_annotated_person_is_found(detections):

@@ -41,7 +41,7 @@ from .formats import (
     present_mask,
     wholebody133_to_parts,
 )
-from .frames import FrameKeypoints, PersonKeypoints, to_array, to_pose_keypoint
+from .frames import FrameKeypoints, PersonKeypoints, matched_errors, to_array, to_pose_keypoint
 from .parse import from_array, image_sizes_from_batch, parse_pose_keypoint
 from .validate import KEYPOINT_ARRAYS, count_people, load_pose_keypoint_file, validate_pose_keypoint
 
@@ -70,6 +70,7 @@ __all__ = [
     "from_array",
     "to_array",
     "to_pose_keypoint",
+    "matched_errors",
     "missing_points",
     "present_mask",
     "coco17_to_coco18",

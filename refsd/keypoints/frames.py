@@ -31,6 +31,7 @@ __all__ = [
     "FrameKeypoints",
     "to_array",
     "to_pose_keypoint",
+    "matched_errors",
 ]
 
 
@@ -231,4 +232,22 @@ def to_pose_keypoint(
                 d["foot_keypoints_2d"] = _to_flat(p.foot, sx, sy, binary)
             people.append(d)
         out.append({"people": people, "canvas_width": int(w), "canvas_height": int(h)})
+    return out
+
+
+def matched_errors(
+    reference: FrameKeypoints, found: FrameKeypoints, *, min_confidence: float = 0.3, min_joints: int = 6
+) -> list[tuple[float, float]]:
+    """Per person of ``reference`` (e.g. a hand annotation): the median COCO-18 joint distance in
+    pixels to the best-matching person of ``found`` (``inf`` when none shares ``min_joints``
+    joints above ``min_confidence``), and the height of the reference person's joints."""
+    out = []
+    for ref in reference.people:
+        best = np.inf
+        for p in found.people:
+            ok = (ref.body[:, 2] > 0) & (p.body[:, 2] > min_confidence)
+            if ok.sum() >= min_joints:
+                best = min(best, float(np.median(np.linalg.norm(ref.body[ok, :2] - p.body[ok, :2], axis=1))))
+        _, y0, _, y1 = ref.bbox(include_parts=False)
+        out.append((best, y1 - y0))
     return out
