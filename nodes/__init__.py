@@ -1,5 +1,5 @@
 """Thin ComfyUI wrappers around the ``refsd`` library, one module per stage (as ``refsd/``):
-keypoints, detect, body, fit, people, render, composite, refine.
+keypoints, detect, body, fit, people, render, composite, refine, evaluate.
 
 Node IDs are stable and prefixed ``RefSD``; inputs are never reordered or removed
 once shipped, so saved workflows keep working.
@@ -8,6 +8,7 @@ once shipped, so saved workflows keep working.
 from .body import LoadBodyModel
 from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCheck, RemovePeople
 from .detect import DetectPeople
+from .evaluate import Evaluate
 from .fit import FitBody, LoadBodyFit, SaveBodyFit
 from .keypoints import DrawPoseKeypoints, LoadPoseKeypoints
 from .people import AttributePrompt, Attributes, SampleAttributes
@@ -33,4 +34,5 @@ NODE_CLASSES = [
     CropPeople,
     PastePeople,
     PersonPrompts,
+    Evaluate,
 ]

@@ -18,7 +18,8 @@ from ..refsd.composite import (
     remove_people,
 )
 from ..refsd.composite import pick as _pick
-from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS
+from ..refsd.detect import SFACE_COSINE_THRESHOLD
+from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS, POSE_KEYPOINT
 
 
 class PersonMask(io.ComfyNode):
@@ -87,7 +88,7 @@ class RemovePeople(io.ComfyNode):
             category=f"{CATEGORY}/composite",
             description=(
                 "Fills the masked region from the surrounding background with a classical, model-free inpainting "
-                "(multi-scale push-pull fill refined by harmonic diffusion). Every filled pixel is computed from "
+                "(exemplar-based: patches of the surroundings copied in, seams blended). Every filled pixel is computed from "
                 "pixels outside the mask only, so nothing of the removed people survives; outside the mask the "
                 "image is unchanged. For better texture use ComfyUI's own inpainting nodes with your checkpoint."
             ),
@@ -158,12 +159,15 @@ class PrivacyCheck(io.ComfyNode):
             display_name="RefSD Privacy Check",
             category=f"{CATEGORY}/composite",
             description=(
-                "Measures what survives of the original people: the leak ratio is the fraction of pixels inside the "
-                "person mask where the output still equals the input (every channel within 2/255). With the cleaned "
-                "background connected, pixels the background alone reproduces (plain sky in the safety margin) do "
-                "not count. With the body fit connected, an image in which a person of the keypoints could not be "
-                "fitted (and so was not replaced) fails too. Shown on the node and returned in the UI data (/history) "
-                "with pass/fail."
+                "Measures what survives of the original people. Pixels: the leak ratio is the fraction of pixels inside "
+                "the person mask where the output still equals the input (every channel within 2/255); with the cleaned "
+                "background connected, pixels the background alone reproduces (plain sky in the safety margin) do not "
+                "count. Identity (on by default): every face of the photo is compared with the output at the same "
+                "place by a face recogniser (YuNet + SFace, offline, model files from `refsd models fetch` in "
+                "models/refsd_detect), the photo also blurred at several strengths, since a blurred face is still the "
+                "same person; an image where a face still matches fails. With the body fit connected, an image in "
+                "which a person of the keypoints could not be fitted (and so was not replaced) fails too. Shown on "
+                "the node and returned in the UI data (/history) with pass/fail."
             ),
             is_output_node=True,
             inputs=[
@@ -177,30 +181,62 @@ class PrivacyCheck(io.ComfyNode):
                 BODY_FIT.Input("body_fit", optional=True,
                                tooltip="Optional: the body fit. People it had to skip (too few keypoints) were not "
                                "replaced, so their image fails."),
+                io.Boolean.Input("identity", default=True, optional=True,
+                                 tooltip="Also check that no face of the photo is still recognisable in the output "
+                                 "(face models from `refsd models fetch`). Off: faster, pixels only."),
+                io.Float.Input("face_threshold", default=SFACE_COSINE_THRESHOLD, min=0.05, max=1.0, step=0.001,
+                               optional=True,
+                               tooltip="Face similarity (SFace cosine) from which a face counts as the same person; "
+                               "0.363 is SFace's own same-identity threshold. Lower is stricter."),
+                POSE_KEYPOINT.Input("keypoints", optional=True,
+                                    tooltip="Optional: the photo's people (the keypoints the fit used). Their faces "
+                                    "are also searched in their head regions, which finds small faces in big photos."),
             ],
             outputs=[
                 io.Float.Output(display_name="leak_ratio", tooltip="The worst leak ratio over the batch."),
                 io.Boolean.Output(display_name="passed",
-                                  tooltip="True if every image's leak ratio <= max_leak and nobody was left unfitted."),
+                                  tooltip="True if every image's leak ratio <= max_leak, no face still matches (when "
+                                  "identity is on) and nobody was left unfitted."),
             ],
         )
 
     @classmethod
-    def execute(cls, original, output, mask, max_leak, background=None, body_fit=None) -> io.NodeOutput:
-        ratios = [
-            leak_ratio(original[i], _pick(output, i), _pick(mask, i), background=_pick(background, i))
-            for i in range(original.shape[0])
-        ]
-        unfitted = [len(body_fit[min(i, len(body_fit) - 1)].skipped) if body_fit else 0
-                    for i in range(original.shape[0])]
-        passed = [r <= max_leak and n == 0 for r, n in zip(ratios, unfitted, strict=True)]
+    def execute(cls, original, output, mask, max_leak, background=None, body_fit=None, identity=True,
+                face_threshold=SFACE_COSINE_THRESHOLD, keypoints=None) -> io.NodeOutput:
+        B = original.shape[0]
+        ratios = [leak_ratio(original[i], _pick(output, i), _pick(mask, i), background=_pick(background, i))
+                  for i in range(B)]
+        unfitted = [len(body_fit[min(i, len(body_fit) - 1)].skipped) if body_fit else 0 for i in range(B)]
+        faces = identity_results(original, output, keypoints, face_threshold) if identity else [None] * B
+        passed = [r <= max_leak and n == 0 and (f is None or f.passed)
+                  for r, n, f in zip(ratios, unfitted, faces, strict=True)]
         text = [f"image {i}: leak ratio {r:.6f}" + (f", {n} unfitted person(s) not replaced" if n else "")
-                + f" ({'pass' if ok else 'FAIL'})"
-                for i, (r, n, ok) in enumerate(zip(ratios, unfitted, passed, strict=True))]
+                + (f"; identity: {f.summary()}" if f is not None else "") + f" ({'pass' if ok else 'FAIL'})"
+                for i, (r, n, f, ok) in enumerate(zip(ratios, unfitted, faces, passed, strict=True))]
         return io.NodeOutput(
-            max(ratios), all(passed), ui={"text": text, "leak_ratio": ratios, "passed": passed}
+            max(ratios), all(passed),
+            ui={"text": text, "leak_ratio": ratios, "passed": passed,
+                "identity": [f.to_dict() if f is not None else None for f in faces]},
         )
 
+
+def identity_results(original, output, keypoints, threshold) -> list:
+    """Per image of the batch, :func:`refsd.evaluate.check_identity` (faces of the photo vs the output)."""
+    from ..refsd.evaluate import as_frame, check_identity
+    from .detect import face_analyzer
+
+    fa = face_analyzer()
+    out = []
+    pbar = comfy.utils.ProgressBar(original.shape[0])
+    for i in range(original.shape[0]):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        people = None
+        if keypoints:
+            frame = keypoints[min(i, len(keypoints) - 1)]
+            people = as_frame(frame, (original.shape[2], original.shape[1])).people
+        out.append(check_identity(original[i], _pick(output, i), people, analyzer=fa, threshold=threshold))
+        pbar.update_absolute(i + 1, original.shape[0])
+    return out
 
 
 class CropPeople(io.ComfyNode):

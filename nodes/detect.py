@@ -16,7 +16,7 @@ from ..refsd.detect import COMFYUI_MODELS_SUBDIR, LANDMARK_VARIANTS, DetectError
 from ..refsd.keypoints import BODY_COLORS, draw_pose, to_pose_keypoint
 from ._common import CATEGORY, POSE_KEYPOINT, register_model_folder
 
-register_model_folder(COMFYUI_MODELS_SUBDIR, {".tflite"})
+register_model_folder(COMFYUI_MODELS_SUBDIR, {".tflite", ".onnx"})
 
 #: joints below this confidence are not drawn on the preview (RefSD Fit Body's default min_confidence)
 PREVIEW_MIN_CONFIDENCE = 0.3
@@ -31,6 +31,14 @@ def detect_model_dirs() -> list[Path]:
     entries for it), then refsd's own defaults ($REFSD_DETECT_DIR, $REFSD_CACHE_DIR/detect, ~/.cache/refsd/detect)."""
     dirs = [Path(p) for p in folder_paths.get_folder_paths(COMFYUI_MODELS_SUBDIR)] + default_detect_dirs()
     return list(dict.fromkeys(dirs))
+
+
+def face_analyzer():
+    """RefSD's face models (YuNet + SFace, for the identity checks) on ComfyUI's device, files from
+    :func:`detect_model_dirs` (a missing file raises an error naming the folders and the fetch command)."""
+    from ..refsd.detect import FaceAnalyzer
+
+    return FaceAnalyzer(model_dirs=detect_model_dirs(), device=comfy.model_management.get_torch_device())
 
 
 def _preview(image: torch.Tensor, dets) -> torch.Tensor:

@@ -82,5 +82,6 @@ class RenderAvatar(io.ComfyNode):
             _stack([p.parts for p in passes]),
             _stack([p.edges for p in passes]),
             # the attributes actually drawn, per image and person: headless runs read them from /history
-            ui={"attributes": [[a.to_dict() for a in ppl] for ppl in people]},
+            # and where they came from (the requested distribution, for `refsd eval`'s attribute test)
+            ui={"attributes": [[a.to_dict() for a in ppl] for ppl in people], "attribute_source": [attributes.to_dict()]},
         )

@@ -4,7 +4,8 @@ It starts ComfyUI (the pinned runtime in .cache/comfyui, or ``COMFYUI_PATH``) wi
 and runs ``refsd run`` (:mod:`refsd.comfyapi.run`) over ``samples/`` (the CC0 photo ``camera.png``
 and its hand-annotated keypoints ``camera.json``): each image is uploaded, the workflow
 runs, and the pseudonymized image, the body fit and ``manifest.jsonl`` (seed, sampled
-attributes, fit quality, leak ratio) land in ``--output``.
+attributes, fit quality, leak ratio, face identity check) land in ``--output``; then ``refsd eval``
+measures the run (face identity, pose kept, attributes) into ``--output/eval/report.md``.
 
 * Default: ``workflows/refsd_render_only.json`` (the UI-format file you would drag into
   ComfyUI): fit, sampled attributes, render, removal, composite, privacy check. CPU, no
@@ -79,6 +80,8 @@ def main() -> int:
         shutil.rmtree(base)
     (cache / "anny").mkdir(parents=True, exist_ok=True)
     links = {"anny": cache / "anny"}  # the Anny cache, built once
+    if (cache / "detect").is_dir():  # the person detector's and the identity check's face models (make setup)
+        links["refsd_detect"] = cache / "detect"
     if full:
         links.update({f"{folder}/{Path(models[key]).name}": Path(models[key]) for key, folder in MODEL_ENV.items()})
         overrides += [f"11.ckpt_name={Path(models['REFSD_CHECKPOINT']).name}",
@@ -106,8 +109,23 @@ def main() -> int:
               f"people: {people or '-'}" + (f", error: {rec['error']}" if rec.get("error") else ""))
         for o in rec["outputs"]:
             print(f"    wrote {args.output / o}")
+    # the evaluation suite over the run: face identity, pose kept, attributes -> output/eval/report.md
+    t2 = time.time()
+    from refsd.cli import main as refsd_cli
+
+    eval_rc = refsd_cli(["eval", str(args.output / "manifest.jsonl"), "--no-progress"])
+    ev = json.loads((args.output / "eval" / "eval.json").read_text())
+    ident, pose, avatar = ev.get("identity") or {}, ev.get("pose") or {}, ev.get("avatar_pose") or {}
+
+    def num(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    print(f"refsd eval in {time.time() - t2:.1f} s: {ident.get('faces')} face(s) checked, {ident.get('leaks')} still "
+          f"recognisable (max similarity {num((ident.get('similarity') or {}).get('max'))}, same person from "
+          f"{num(ident.get('threshold'))}); pose kept: mean OKS {num((pose.get('oks') or {}).get('mean'))}, avatars "
+          f"alone {num((avatar.get('oks') or {}).get('mean'))}; report {args.output / 'eval' / 'report.md'}")
     print(f"demo finished in {time.time() - t0:.1f} s; outputs and manifest.jsonl in {args.output}")
-    return 0 if summary["error"] == 0 else 1
+    return 0 if summary["error"] == 0 and eval_rc == 0 else 1
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ PANELS = {
     "refsd_pose_controlnet": ["photo", "pose"],
     "refsd_auto": ["photo", "detections", "auto_result"],
     "refsd_auto_full": ["photo", "detections", "auto_depth", "auto_pose", "auto_result"],
+    "refsd_evaluate": ["photo", "result", "pose"],
 }
 HEIGHT = 256
 

@@ -28,8 +28,10 @@ LAYERS = (
     "render",
     "composite",
     "refine",
+    "evaluate",
     "pipeline",
     "comfyapi",
+    "study",
     "cli",
 )
 OUTSIDE = {"testing": set(LAYERS)}

@@ -49,7 +49,8 @@ def test_folder_run_records_everything_and_resumes(dataset, tmp_path, tiny_model
         assert r["status"] == "ok" and r["outputs"] == [f"{stem}/pseudonymized.png"], r
         assert r["leak_ratio"] == 0.0 and r["privacy_passed"] is True
         assert r["fit"]["people"] == 1 and len(r["attributes"]) == 1 and len(r["attributes"][0]) == 1
-        assert set(r["timings"]) == {"detect", "fit", "render", "remove", "refine", "composite"}
+        assert set(r["timings"]) == {"detect", "fit", "render", "remove", "refine", "composite", "identity"}
+        assert r["identity"][0]["passed"] and Path(r["source"]) == (dataset / key).resolve()
         assert r["people_source"] == "file" and r["detections"] is None
         assert r["worker"].startswith("local:") and isinstance(r["seed"], int)
         src = Image.open(dataset / key)

@@ -178,8 +178,9 @@ def test_images_without_keypoints_are_detected(comfy_server, tmp_path, capsys):
 
 
 def test_server_without_detector_files_says_so(comfyui_path, anny_cache_dir, tmp_path, monkeypatch):
-    """A server with RefSD Detect People but no BlazePose files: the detected image is an error naming the
-    missing files and the fetch command; the image with a JSON is unaffected."""
+    """A server with RefSD Detect People but no model files: the detected image is an error naming the
+    detector's files and the fetch command; the image with a JSON is an error naming the face models of
+    the privacy check's identity check, the fetch command and how to turn the check off (which then runs)."""
     require_detect_models()
     empty = tmp_path / "empty"
     for var in ("REFSD_DETECT_DIR", "REFSD_CACHE_DIR", "HOME"):  # the server inherits them: no default folder
@@ -189,9 +190,17 @@ def test_server_without_detector_files_says_so(comfyui_path, anny_cache_dir, tmp
     out = tmp_path / "out"
     with ComfyServer(tmp_path / "base", comfyui_path, model_links={"anny": anny_cache_dir}) as server:
         rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", server.url, "--no-progress"])
+        assert rc == 1
+        recs = {r["image"]: r for r in read_manifest(out)}
+        face = recs["a.png"]
+        assert face["status"] == "error" and face["outputs"] == [] and face["people_source"] == "file"
+        assert "lacks the face models of the identity check" in face["error"] and "refsd models fetch" in face["error"]
+        assert "--set 10.identity=false" in face["error"] and "face_detection_yunet" in face["error"]
+        rc = cli_main(["run", str(WORKFLOW_API), str(src), str(out), "--server", server.url, "--no-progress",
+                       "--set", "10.identity=false"])
     assert rc == 1
     recs = {r["image"]: r for r in read_manifest(out)}
-    assert recs["a.png"]["status"] == "ok"
+    assert recs["a.png"]["status"] == "ok" and recs["a.png"]["identity"] == [None]
     err = recs["nokeys.png"]
     assert err["status"] == "error" and err["people_source"] == "detect" and err["outputs"] == []
     assert "lacks the person detector's model files" in err["error"] and "refsd models fetch" in err["error"]

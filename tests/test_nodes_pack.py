@@ -216,15 +216,16 @@ def test_dwpose_workflow_structure(comfy):
             assert dw[value[0]]["class_type"] == "LoadImage"
         else:
             assert isinstance(value, int) and value % 64 == 0
-    # its POSE_KEYPOINT output (slot 1) feeds the fit, in place of the keypoint file
+    # its POSE_KEYPOINT output (slot 1) feeds the fit and the privacy check, in place of the keypoint file
     consumers = [(k, n, v) for k, node2 in dw.items() for n, v in node2["inputs"].items()
                  if isinstance(v, list) and v[0] == nid]
-    assert [(dw[k]["class_type"], n, v[1]) for k, n, v in consumers] == [("RefSDFitBody", "pose_keypoint", 1)]
+    assert [(dw[k]["class_type"], n, v[1]) for k, n, v in consumers] == [("RefSDFitBody", "pose_keypoint", 1),
+                                                                         ("RefSDPrivacyCheck", "keypoints", 1)]
     assert dw_info["output"][1] == "POSE_KEYPOINT"
     strip = lambda p: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in p.items()}  # noqa: E731
     rest_dw, rest_full = strip(dw), strip(full)
-    rest_dw[consumers[0][0]]["inputs"]["pose_keypoint"] = ["keypoints", 0]
-    rest_full[consumers[0][0]]["inputs"]["pose_keypoint"] = ["keypoints", 0]
+    for k, n, _ in consumers:
+        rest_dw[k]["inputs"][n] = rest_full[k]["inputs"][n] = ["keypoints", 0]
     del rest_dw[nid], rest_full[nid]
     assert rest_dw == rest_full
 

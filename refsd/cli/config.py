@@ -80,7 +80,8 @@ def build_config(args) -> dict:
         "context": args.context, "denoise": args.denoise, "steps": args.steps, "guidance": args.guidance,
         "margin": args.margin, "reach": args.reach, "feather": args.feather, "match_color": args.match_color, "fov_deg": args.fov,
         "coords": args.coords, "hand_order": args.hand_order, "min_confidence": args.min_confidence,
-        "max_leak": args.max_leak, "extra_positive": args.extra_positive, "extra_negative": args.extra_negative,
+        "max_leak": args.max_leak, "identity_check": not args.no_identity_check, "face_threshold": args.face_threshold,
+        "extra_positive": args.extra_positive, "extra_negative": args.extra_negative,
         "attributes": _attributes(args),
         # the detector is built in each process / Ray worker on first use (an image without keypoints)
         "detect": args.people != "file", "detect_model": args.detect_model, "min_score": args.min_score,
@@ -125,6 +126,14 @@ def check_detector_files(variant: str) -> None:
     from ..detect import find_model_files
 
     find_model_files(("pose_detection", f"pose_landmark_{variant}"))
+
+
+def check_face_files() -> None:
+    """Raise :class:`refsd.detect.DetectModelsMissing` when the face models of the identity check are
+    not here (the message says how to fetch them, or to pass --no-identity-check)."""
+    from ..detect import FACE_KEYS, find_model_files
+
+    find_model_files(FACE_KEYS)
 
 
 def collect_inputs(inputs: Iterable[Path], recursive: bool = True) -> tuple[Path, list[Path], list[tuple[str, str]]]:

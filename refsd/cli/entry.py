@@ -7,8 +7,12 @@ Sub-commands live in their own modules, each with ``add_parser(subparsers)`` and
   (:mod:`refsd.comfyapi.run`).
 * ``refsd pseudonymize``: the pipeline without ComfyUI, on diffusers, optionally on Ray
   (:mod:`refsd.cli.pseudonymize`).
+* ``refsd eval``: the evaluation suite (face identity, pose kept, attributes) over a run's
+  manifest (:mod:`refsd.cli.evaluate`).
 * ``refsd models``: fetch (set-up time) and list the person detector's model files
   (:mod:`refsd.cli.models`).
+* ``refsd study``: build, serve and report a perception study of a run's output
+  (:mod:`refsd.cli.study`, :mod:`refsd.study`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import sys
 from .. import __version__
 
 #: sub-command -> its module, relative to this package (``add_parser(subparsers)`` in each)
-SUBCOMMANDS = {"run": "..comfyapi.run", "pseudonymize": ".pseudonymize", "models": ".models"}
+SUBCOMMANDS = {"run": "..comfyapi.run", "pseudonymize": ".pseudonymize", "models": ".models", "eval": ".evaluate",
+               "study": ".study"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,10 @@ input (re-encoded, without metadata), with a note. Outputs, laid out as
 is copied), with ``--save-extras`` also ``region.png`` (the replaced region) and
 ``body_fit.json``, and ``OUT/manifest.jsonl`` in :mod:`refsd.comfyapi.manifest`'s schema, plus
 ``timings`` and ``notes``. An image failing the privacy check (leak ratio over ``--max-leak``)
-is an ``error`` and its outputs are not kept (``--keep-failed`` keeps them). A run is resumable: images whose record is ``ok`` with every
+is an ``error`` and its outputs are not kept (``--keep-failed`` keeps them), and so is one in which a
+face of the photo is still recognisable (the identity check, :func:`refsd.evaluate.check_identity`;
+``--no-identity-check`` turns it off, ``--face-threshold`` sets its SFace cosine; the faces are in
+the record's ``identity``); ``refsd eval`` measures a finished run in full. A run is resumable: images whose record is ``ok`` with every
 output present are not redone. Per-image problems are recorded, never fatal: a non-image
 file or (``--people file``) an image without keypoints is ``skipped`` with the reason, a corrupt image or a
 failing stage is an ``error``. People whose keypoints could not be fitted would stay
@@ -42,7 +45,7 @@ from pathlib import Path
 
 from ..comfyapi import Manifest, image_seed, keypoints_for
 from ..errors import RefSDError
-from .config import build_config, check_detector_files, collect_inputs
+from .config import build_config, check_detector_files, check_face_files, collect_inputs
 from .workers import run_local, run_ray
 
 __all__ = ["add_parser", "main", "pseudonymize"]
@@ -82,6 +85,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="write outputs even when some people in the keypoints could not be fitted (they stay as they are)")
     p.add_argument("--keep-failed", action="store_true", help="keep outputs of images that fail the privacy check")
     p.add_argument("--max-leak", type=float, default=0.0, help="largest leak ratio that passes the privacy check")
+    p.add_argument("--no-identity-check", action="store_true",
+                   help="skip the face identity check (faster; by default an output in which a face recogniser still "
+                   "finds a person of the photo fails the privacy check)")
+    p.add_argument("--face-threshold", type=float, default=0.363,
+                   help="face similarity (SFace cosine) from which a face counts as the same person (default 0.363)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per process/worker (default: torch's own; Ray CPU workers: their CPUs). "
                    "Outputs are bit-identical between runs with the same seed and the same --threads")
@@ -183,8 +191,10 @@ def pseudonymize(args) -> dict[str, int]:
         raise RefSDError(f"--keypoints {kp_root} is not a folder")
     manifest = Manifest(args.manifest or out_dir / "manifest.jsonl", out_dir)
     manifest.compact()
+    att = config.get("attributes")
     options = {"allow_unfitted": args.allow_unfitted, "keep_failed": args.keep_failed,
-               "save_extras": args.save_extras}
+               "save_extras": args.save_extras, "max_leak": args.max_leak,
+               "distribution": att if isinstance(att, dict) and "fixed_person" not in att else None}
     keys_in_order: list[str] = []
     items: list[dict] = []
     for key, reason in others:
@@ -213,6 +223,8 @@ def pseudonymize(args) -> dict[str, int]:
                       "people": source, "seed": seed, "attempts": attempts})
     if any(it["people"] == "detect" for it in items):
         check_detector_files(args.detect_model)  # fail here, with the fetch command, not in every image
+    if items and not args.no_identity_check:
+        check_face_files()
 
     bar = None
     if items and not args.no_progress:

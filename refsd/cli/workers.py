@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..comfyapi import output_stem, privacy_error
@@ -59,12 +60,17 @@ def process_one(pipe, item: dict, options: dict, worker: str) -> tuple[dict, dic
     rec.update(
         attributes=[res.attributes_dicts()], fit=res.fit_summary(), leak_ratio=res.leak_ratio,
         privacy_passed=res.privacy_passed, timings={k: round(v, 4) for k, v in res.timings.items()},
-        notes=list(res.notes), people_source=res.people_source,
+        notes=list(res.notes), people_source=res.people_source, source=str(Path(item["path"]).resolve()),
+        keypoints=str(Path(item["keypoints"]).resolve()) if item.get("keypoints") and people == "file" else None,
+        identity=[res.identity.to_dict()] if res.identity is not None else None,
+        distribution=options.get("distribution"),
         detections=[res.detections] if res.detections is not None else None,  # per image (as refsd run), per person
     )
     which = "; ".join(f"person {i}: {why}" for i, why in res.unfitted)
-    error = privacy_error(None if options.get("keep_failed") else res.privacy_passed, res.leak_ratio,
-                          len(res.unfitted), bool(options.get("allow_unfitted")), which)
+    pixel_ok = res.leak_ratio <= options.get("max_leak", 0.0)
+    error = privacy_error(None if options.get("keep_failed") or pixel_ok else False, res.leak_ratio,
+                          len(res.unfitted), bool(options.get("allow_unfitted")), which,
+                          None if options.get("keep_failed") else rec["identity"])
     if error:
         rec.update(status="error", error=error, seconds=round(time.perf_counter() - t0, 3))
         return rec, {}
@@ -74,8 +80,9 @@ def process_one(pipe, item: dict, options: dict, worker: str) -> tuple[dict, dic
         files[f"{stem}/body_fit.json"] = res.fit.to_json(indent=1).encode()
     rec.update(status="ok" if res.privacy_passed else "error", outputs=sorted(files),
                seconds=round(time.perf_counter() - t0, 3))
-    if not res.privacy_passed:
-        rec["error"] = f"privacy check failed: leak ratio {res.leak_ratio:.6f} (outputs kept: --keep-failed)"
+    if not res.privacy_passed:  # only with --keep-failed: the outputs are written, the image is an error
+        why = privacy_error(False if not pixel_ok else None, res.leak_ratio, 0, True, "", rec["identity"])
+        rec["error"] = f"{why} (outputs kept: --keep-failed)"
     return rec, files
 
 

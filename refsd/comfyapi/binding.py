@@ -203,12 +203,17 @@ def detections_of(outputs: dict, prompt: dict) -> list | None:
 
 
 def detect_error_hint(error: dict) -> str:
-    """A prefix for a node error that says the server lacks the detector's model files ('' otherwise)."""
+    """A prefix for a node error that says the server lacks RefSD's model files ('' otherwise): the
+    face models of the identity check, or the person detector's."""
     text = f"{error.get('exception_type', '')} {error.get('exception_message', '')}"
-    if "DetectModelsMissing" in text or "DetectModelCorrupt" in text or "refsd models fetch" in text:
-        return ("the ComfyUI server lacks the person detector's model files (fetch them there into "
-                "ComfyUI/models/refsd_detect, or use --people file with keypoint JSONs): ")
-    return ""
+    if not ("DetectModelsMissing" in text or "DetectModelCorrupt" in text or "refsd models fetch" in text):
+        return ""
+    if "face model" in text:
+        return ("the ComfyUI server lacks the face models of the identity check (fetch them there into "
+                f"ComfyUI/models/refsd_detect with `refsd models fetch`, or turn the check off: --set "
+                f"{error.get('node_id', 'NODE')}.identity=false): ")
+    return ("the ComfyUI server lacks the person detector's model files (fetch them there into "
+            "ComfyUI/models/refsd_detect, or use --people file with keypoint JSONs): ")
 
 
 def bind_prompt(prompt: dict, image_name: str, keypoint_name: str | None, seed: int,

@@ -14,6 +14,9 @@ is compacted::
      "detections": [[{"score": 0.91, "presence": 1.0, "box": [x0, y0, x1, y1]}, ...]],
                                          # detector scores, per image of the batch, per person (null: file)
      "leak_ratio": 0.0, "privacy_passed": true,
+     "identity": [{"faces": [...], "leaks": 0, "passed": true, ...}],  # faces vs output, per image (null: unchecked)
+     "source": "/abs/photos/sub/photo.png",  # the input photo; "keypoints": its keypoint file (null: detected)
+     "distribution": {...},              # the requested AttributeDistribution (to_dict), when one was sampled
      "error": null,                      # the message when status != "ok"
      "attempts": 1, "seconds": 4.2, "worker": "http://127.0.0.1:8188",
      "finished": "2026-11-27T21:00:00+00:00"}
@@ -102,10 +105,13 @@ def output_stem(image_key: str) -> str:
 
 
 def privacy_error(
-    privacy_passed: bool | None, leak_ratio: float | None, unfitted: int, allow_unfitted: bool, detail: str = ""
+    privacy_passed: bool | None, leak_ratio: float | None, unfitted: int, allow_unfitted: bool, detail: str = "",
+    identity: list | None = None,
 ) -> str | None:
     """Why an output must not be shared, or None: people of the keypoints the fit had to skip
-    (they were not replaced; accepted with ``allow_unfitted``) and a failed privacy check.
+    (they were not replaced; accepted with ``allow_unfitted``), a failed pixel check
+    (``privacy_passed`` False) and faces still recognisable (``identity``: per image of the batch
+    an :meth:`refsd.evaluate.IdentityResult.to_dict` or None).
     Both ``refsd run`` and ``refsd pseudonymize`` record this as the image's ``error``."""
     problems = []
     if unfitted and not allow_unfitted:
@@ -113,7 +119,17 @@ def privacy_error(
                         f"{f' ({detail})' if detail else ''}; --allow-unfitted accepts that")
     if privacy_passed is False:
         problems.append(f"privacy check failed: leak ratio {float(leak_ratio or 0.0):.6f}")
+    faces = [f for r in (identity or []) if r for f in (r.get("faces") or []) if f.get("leak")]
+    if faces:
+        worst = max(float(f["similarity"]) for f in faces)
+        problems.append(f"identity check failed: {len(faces)} face(s) of the photo still recognisable in the output "
+                        f"(face similarity up to {worst:.3f} >= {float(identity_threshold(identity)):.3f})")
     return "; ".join(problems) or None
+
+
+def identity_threshold(identity: list | None) -> float:
+    """The face threshold recorded with per-image identity results (SFace's 0.363 when none is)."""
+    return next((float(r["threshold"]) for r in identity or [] if r and r.get("threshold") is not None), 0.363)
 
 
 class Manifest:
@@ -169,7 +185,7 @@ class Manifest:
         rec = {
             "image": record["image"], "status": record["status"], "outputs": [], "seed": None,
             "attributes": None, "fit": None, "people_source": None, "detections": None,
-            "leak_ratio": None, "privacy_passed": None, "error": None,
+            "leak_ratio": None, "privacy_passed": None, "identity": None, "error": None,
             "attempts": 1, "seconds": None, "worker": None, "finished": now_iso(),
         }
         rec.update(record)

@@ -80,6 +80,12 @@ def _labels(prompt: dict) -> dict[str, str]:
     return labels
 
 
+def _max_leak(prompt: dict) -> float:
+    """The Privacy Check's ``max_leak`` in the graph (0 when it is not a plain number)."""
+    values = [n.get("inputs", {}).get("max_leak") for n in prompt.values() if n.get("class_type") == "RefSDPrivacyCheck"]
+    return min((float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)), default=0.0)
+
+
 def _first_ui(outputs: dict, prompt: dict, class_type: str, key: str) -> Any:
     for nid in sorted(outputs, key=_node_key):
         if prompt.get(nid, {}).get("class_type") == class_type and key in outputs[nid]:
@@ -125,13 +131,16 @@ class _Runner:
     # one attempt ------------------------------------------------------------------------------
     def _attempt(self, client: ComfyClient, job: Job) -> dict:
         seed = image_seed(self.opts.seed, job.key)
-        base = {"image": job.key, "seed": seed, "worker": client.url, "attempts": job.attempts}
+        base = {"image": job.key, "seed": seed, "worker": client.url, "attempts": job.attempts,
+                "source": str(job.path.resolve())}
         bad = _check_image(job.path)
         if bad:
             return {**base, "status": "error", "error": bad}
         source = people_source_for(self.prompt, self.opts.people, job.keypoints is not None)
         detect = self.needs_keypoints and source == "detect"  # the keypoint loaders become detectors
         base["people_source"] = source
+        if source == "file" and job.keypoints is not None:
+            base["keypoints"] = str(Path(job.keypoints).resolve())
         if self.needs_keypoints and job.keypoints is None and not detect:
             return {**base, "status": "skipped",
                     "error": f"no keypoint file {Path(job.key).stem}.json (the workflow loads keypoints per image; "
@@ -178,7 +187,11 @@ class _Runner:
             "attributes": _first_ui(result.outputs, prompt, "RefSDRenderAvatar", "attributes"),
             "fit": _first_ui(result.outputs, prompt, "RefSDFitBody", "fit"),
             "detections": detections_of(result.outputs, prompt),
+            "identity": _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "identity"),
         }
+        source_ui = _first_ui(result.outputs, prompt, "RefSDRenderAvatar", "attribute_source")
+        if source_ui and isinstance(source_ui[0], dict) and source_ui[0].get("distribution"):
+            rec["distribution"] = source_ui[0]["distribution"]
         ratios = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "leak_ratio")
         passed = _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "passed")
         # a person the fit skipped (too few keypoints) is not replaced: they would stay in the image
@@ -187,10 +200,11 @@ class _Runner:
         if ratios is not None:
             rec["leak_ratio"] = max(float(r) for r in ratios)
             rec["privacy_passed"] = bool(all(passed)) if passed is not None else None
-            # with the body fit connected, the check also fails for unfitted people alone: counted once, below
-            leak_failed = rec["privacy_passed"] is False and not (unfitted and rec["leak_ratio"] == 0.0)
+            # the check also fails for unfitted people (body fit connected) or a recognisable face (identity):
+            # each is reported once, below; the pixel check failed only when a leak ratio is over max_leak
+            leak_failed = rec["privacy_passed"] is False and rec["leak_ratio"] > _max_leak(prompt)
         failure = privacy_error(False if leak_failed else None, rec["leak_ratio"], unfitted,
-                                self.opts.allow_unfitted, "see fit.skipped")
+                                self.opts.allow_unfitted, "see fit.skipped", rec["identity"])
         if failure:
             rec["status"], rec["error"] = "error", failure
             if not self.opts.keep_failed:

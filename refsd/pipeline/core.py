@@ -46,6 +46,9 @@ class RefSDPipeline:
         fov_deg, coords, hand_order, min_confidence: keypoint fitting options (RefSD Fit Body's).
         keep_size, draw_hands, draw_face: avatar rendering options (RefSD Render Avatar's).
         max_leak: the largest leak ratio that passes the privacy check.
+        identity_check, face_threshold: also compare every face of the photo with the output
+            (:func:`refsd.evaluate.check_identity`, RefSD's face models from ``detect_dirs``); a face
+            at or above ``face_threshold`` (SFace cosine; 0.363) fails the privacy check.
         extra_positive, extra_negative: text added to every person's prompt.
         sd_removal, removal_denoise: with a refiner, regenerate the removed region with the
             refiner's SD model (inpainting on the classical fill, ``removal_denoise`` strength)
@@ -85,6 +88,8 @@ class RefSDPipeline:
         draw_hands: bool = True,
         draw_face: bool = True,
         max_leak: float = 0.0,
+        identity_check: bool = True,
+        face_threshold: float = 0.363,
         extra_positive: str = "",
         extra_negative: str = "",
         sd_removal: bool = True,
@@ -138,6 +143,8 @@ class RefSDPipeline:
                                 fov_deg=fov_deg)
         self.render_options = dict(keep_size=bool(keep_size), draw_hands=bool(draw_hands), draw_face=bool(draw_face))
         self.max_leak = float(max_leak)
+        self.identity_check, self.face_threshold = bool(identity_check), float(face_threshold)
+        self._faces = None
         self.extra_positive, self.extra_negative = extra_positive, extra_negative
         check_detect_options(detect_model, min_score, max_people, min_presence)
         self.detector = detector
@@ -170,6 +177,21 @@ class RefSDPipeline:
             self.detector = PersonDetector(self.detect_model, self.detect_dirs, device=self.device,
                                            tile_scale=self.tile_scale)
         return self.detector
+
+    def face_analyzer(self):
+        """RefSD's face models for the identity check (loaded on first use, on ``device``)."""
+        if self._faces is None:
+            from ..detect import FaceAnalyzer
+
+            self._faces = FaceAnalyzer(model_dirs=self.detect_dirs, device=self.device)
+        return self._faces
+
+    def _identity(self, prep: _Prepared, out: torch.Tensor):
+        from ..evaluate import as_frame, check_identity
+
+        H, W = prep.image.shape[:2]
+        people = as_frame(prep.pose_keypoint, (W, H), self.fit_options["min_confidence"]).people
+        return check_identity(prep.image, out, people, analyzer=self.face_analyzer(), threshold=self.face_threshold)
 
     def warm_up(self) -> None:
         """Build the body model and its fitter now (the Anny cache on first use), not on the first image."""
@@ -215,7 +237,8 @@ class RefSDPipeline:
         comp = composite(background, p.rgb, p.alpha, region_d, self.feather, self.match_color, original=dev_img)
         prep = _Prepared(index=index, seed=int(seed), image=img, fit=fit, people=people, passes=p, region=region,
                          per=per, background=background, composite=comp, timings=timings,
-                         people_source=found.source, detections=found.detections)
+                         people_source=found.source, detections=found.detections,
+                         pose_keypoint=found.pose_keypoint)
         prep.notes += list(fit.warnings)
         if found.source == "detect" and not found.detections:
             prep.notes.append("the person detector found nobody (min_score {min_score}, min_presence {min_presence}): "
@@ -252,12 +275,15 @@ class RefSDPipeline:
         timings = dict(prep.timings)
         timings["composite"] = timings.get("composite", 0.0) + time.perf_counter() - t0
         timings.setdefault("refine", 0.0)
+        t1 = time.perf_counter()
+        identity = self._identity(prep, out) if self.identity_check else None
+        timings["identity"] = time.perf_counter() - t1
         return PipelineResult(
             image=out, seed=prep.seed, people=prep.people, fit=prep.fit, region=prep.region, person_masks=prep.per,
             background=background, avatar=p.rgb.cpu(), avatar_mask=p.alpha.cpu(), leak_ratio=leak,
-            privacy_passed=leak <= self.max_leak, crop_boxes=prep.boxes, prompts=prep.prompts,
+            privacy_passed=leak <= self.max_leak and (identity is None or identity.passed), crop_boxes=prep.boxes, prompts=prep.prompts,
             timings={k: timings[k] for k in STAGES}, notes=prep.notes,
-            people_source=prep.people_source, detections=prep.detections,
+            people_source=prep.people_source, detections=prep.detections, identity=identity,
         )
 
     # ------------------------------------------------------------------
@@ -346,6 +372,7 @@ class RefSDPipeline:
         return {
             "body": self.body.label, "device": str(self.device), "crop_size": list(self.crop_size),
             "context": self.context, "denoise": self.denoise, "steps": self.steps, "guidance": self.guidance,
+            "identity_check": self.identity_check, "face_threshold": self.face_threshold,
             "margin": self.margin, "reach": self.reach, "feather": self.feather, "match_color": self.match_color,
             "sd_removal": self.sd_removal, "removal_denoise": self.removal_denoise,
             "fit": self.fit_options, "render": self.render_options, "attributes": att,
@@ -366,27 +393,6 @@ class RefSDPipeline:
         keyword (``attributes`` as the distribution's dict, or ``{"fixed_person": {...}}``; ``detect``,
         ``detect_model``, ``min_score``, ... for the person detector, built in the worker).
         """
-        cfg = dict(config)
-        kind = cfg.pop("refiner", "none") or "none"
-        ref_keys = ("model", "model_config", "controlnets", "controlnet_configs", "dtype", "scheduler", "inpaint",
-                    "batch_size", "attention_slicing", "vae_tiling", "vae_slicing", "cpu_offload", "control_scales")
-        ref = {k: cfg.pop(k) for k in ref_keys if k in cfg}
-        if "crop_width" in cfg or "crop_height" in cfg:
-            cfg["crop_size"] = (int(cfg.pop("crop_width", 512)), int(cfg.pop("crop_height", 768)))
-        att = cfg.get("attributes")
-        if isinstance(att, Mapping) and "fixed_person" in att:
-            cfg["attributes"] = PersonAttributes.from_dict(att["fixed_person"])
-        if kind == "diffusers":
-            from ..refine import DiffusersRefiner
+        from .config import pipeline_from_config
 
-            model = ref.pop("model", None)
-            if not model:
-                raise PipelineError("the diffusers refiner needs a model path (CLI: --model)")
-            controlnets = ref.pop("controlnets", None) or {}
-            refiner = DiffusersRefiner(
-                model, controlnets, config=ref.pop("model_config", None), device=cfg.get("device"), **ref)
-        elif kind == "none":
-            refiner = None
-        else:
-            raise PipelineError(f"unknown refiner {kind!r}; use 'none' or 'diffusers'")
-        return cls(refiner=refiner, **cfg)
+        return pipeline_from_config(cls, config)

@@ -17,7 +17,7 @@ from .io import to_uint8
 __all__ = ["STAGES", "PipelineResult", "person_seed"]
 
 #: The timed stages, in order (seconds in :attr:`PipelineResult.timings`).
-STAGES = ("detect", "fit", "render", "remove", "refine", "composite")
+STAGES = ("detect", "fit", "render", "remove", "refine", "composite", "identity")
 
 def person_seed(seed: int, person_index: int) -> int:
     """The diffusion seed of one person's crop, from the image seed and the person's keypoint index."""
@@ -32,7 +32,8 @@ class PipelineResult:
     ``image`` is the output ``(H, W, 3)`` in 0..1, on uint8 levels (what :meth:`pil` saves);
     ``region`` the grown person mask (nothing outside it differs from the input);
     ``leak_ratio`` the privacy measure over ``region`` (0: no pixel of the original people
-    survives); ``timings`` seconds per stage (:data:`STAGES`); ``notes`` warnings
+    survives); ``identity`` the faces of the photo compared with the output (a face recogniser
+    still seeing a person fails ``privacy_passed`` too); ``timings`` seconds per stage (:data:`STAGES`); ``notes`` warnings
     (skipped people, out-of-memory retries). ``people_source`` says where the people came
     from ("file": the keypoints, "detect": the person detector, whose per-person
     ``{"score", "presence", "box"}`` are ``detections``; None for keypoints).
@@ -55,6 +56,8 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     people_source: str = "file"
     detections: list[dict] | None = None
+    #: faces of the photo vs the output (:class:`refsd.evaluate.IdentityResult`; None: not checked)
+    identity: Any = None
 
     @property
     def num_people(self) -> int:
@@ -103,4 +106,5 @@ class _Prepared:
     notes: list = field(default_factory=list)
     people_source: str = "file"
     detections: list | None = None
+    pose_keypoint: Any = None
 
