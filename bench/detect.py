@@ -26,29 +26,18 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+
+from _common import PHOTOS, photo, timeit  # noqa: E402
 
 from refsd.detect import DetectModelsMissing, PersonDetector  # noqa: E402
 from refsd.keypoints import load_pose_keypoint_file, matched_errors, parse_pose_keypoint  # noqa: E402
-
-PHOTOS = ("camera.png", "astronaut.png", "bus.jpg")
-
-
-def photo(name: str) -> np.ndarray:
-    if name == "camera.png":
-        return np.array(Image.open(ROOT / "samples" / name).convert("RGB"))
-    import fetch_photos
-
-    return np.array(Image.open(fetch_photos.photo_path(name)).convert("RGB"))
 
 
 def errors(name: str, img: np.ndarray, dets) -> list[tuple[float, float]]:
@@ -57,16 +46,6 @@ def errors(name: str, img: np.ndarray, dets) -> list[tuple[float, float]]:
     return matched_errors(ann, dets.frame())
 
 
-def timeit(fn, repeats: int, sync) -> float:
-    fn()
-    sync()
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
 
 
 def coat(det_mask: torch.Tensor, img: np.ndarray) -> dict:

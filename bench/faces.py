@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,31 +29,10 @@ from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+
+from _common import PHOTOS, photo, timeit  # noqa: E402
 
 from refsd.detect import SFACE_COSINE_THRESHOLD, FaceAnalyzer  # noqa: E402
-
-PHOTOS = ("camera.png", "astronaut.png", "bus.jpg")
-
-
-def photo(name: str) -> np.ndarray:
-    if name == "camera.png":
-        return np.array(Image.open(ROOT / "samples" / name).convert("RGB"))
-    import fetch_photos
-
-    return np.array(Image.open(fetch_photos.photo_path(name)).convert("RGB"))
-
-
-def timeit(fn, repeats: int, sync) -> float:
-    fn()
-    sync()
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
 
 
 def blur(img: np.ndarray, sigma: float) -> np.ndarray:

@@ -36,6 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import timeit  # noqa: E402
+
 from refsd.body import POSE_JOINT_NAMES, get_body_model  # noqa: E402
 from refsd.fit.result import BodyFit, PersonFit  # noqa: E402
 from refsd.render import passes as P  # noqa: E402
@@ -80,16 +82,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def timeit(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
-    sync()
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best * 1e3
 
 
 def stages(model, fit: BodyFit, colors: torch.Tensor, sync, repeats: int = 3) -> dict:

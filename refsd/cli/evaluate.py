@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -165,11 +164,11 @@ def evaluate_manifest(args) -> tuple[dict, Path]:
                         ev = evaluator(load_image(src), load_image(out), kp, avatar_keypoints=avatar)
                         r = {**base, "status": "ok", "stamp": stamp, "evaluation": ev.to_dict(),
                              "photo": str(src), "output": str(out), "keypoints": str(kp) if kp else None}
-                        _append(done, r)
+                        done.append(r)
                         records.append(r)
                 except RefSDError as e:
                     r = {**base, "status": "error", "error": str(e)}
-                    _append(done, r)
+                    done.append(r)
                     records.append(r)
             if bar is not None:
                 bar.update(1)
@@ -182,17 +181,6 @@ def evaluate_manifest(args) -> tuple[dict, Path]:
                             for r in records}
     write_report(summary, out_dir)
     return summary, out_dir
-
-
-def _append(store: Manifest, rec: dict) -> None:
-    """Append one evaluation record to images.jsonl (flushed; a killed run loses at most that line)."""
-    line = json.dumps(rec, sort_keys=True, allow_nan=False, default=str)
-    store.path.parent.mkdir(parents=True, exist_ok=True)
-    with open(store.path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    store.records[rec["image"]] = rec
 
 
 def main(args) -> int:

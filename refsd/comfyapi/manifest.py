@@ -189,15 +189,21 @@ class Manifest:
             "attempts": 1, "seconds": None, "worker": None, "finished": now_iso(),
         }
         rec.update(record)
-        line = json.dumps(rec, sort_keys=True)
+        return self.append(rec)
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append ``record`` as it is (a dict with an ``image`` key; no defaults, no status check),
+        flushed and fsynced: a killed process loses at most this line. Used by :meth:`write` and
+        by other per-image logs of the same shape (``refsd eval``'s ``images.jsonl``)."""
+        line = json.dumps(record, sort_keys=True, default=str)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            self.records[rec["image"]] = rec
-        return rec
+            self.records[record["image"]] = record
+        return record
 
     def summary(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)

@@ -24,6 +24,7 @@ __all__ = [
     "QUALITY_TAGS",
     "NEGATIVE_TAGS",
     "age_group",
+    "body_words",
     "person_description",
     "build_prompt",
     "build_image_prompt",
@@ -104,14 +105,16 @@ def _article(phrase: str) -> str:
     return ("an " if vowel else "a ") + phrase
 
 
-def _body_words(a: PersonAttributes) -> list[str]:
+def body_words(a: PersonAttributes) -> list[tuple[str, str]]:
+    """``(attribute, word)`` of the body words the prompt uses for ``a`` (first match of
+    :data:`BODY_WORDS` per attribute; none for middling values)."""
     out, seen = [], set()
     for attr, op, thr, word in BODY_WORDS:
         if attr in seen:
             continue
         v = getattr(a, attr)
         if (v >= thr) if op == ">=" else (v <= thr):
-            out.append(word)
+            out.append((attr, word))
             seen.add(attr)
     return out
 
@@ -169,7 +172,7 @@ def person_description(attrs: PersonAttributes | Mapping[str, Any]) -> str:
     years = int(math.floor(a.age + 0.5))
     tags = [f"{years} year old {female_noun if a.gender == 'female' else male_noun}"]
     tags.append(f"{SKIN_TONE_WORDS[a.skin_tone]} skin")
-    tags += _body_words(a)
+    tags += [word for _, word in body_words(a)]
     tags.append(_hair_phrase(a))
     tags += _clothing(a)
     return ", ".join(tags)

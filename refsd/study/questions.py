@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..people import BODY_WORDS, HAIR_COLORS, SKIN_TONE_WORDS, SKIN_TONES, PersonAttributes, color_word, parse_color
+from ..people import HAIR_COLORS, SKIN_TONE_WORDS, SKIN_TONES, PersonAttributes, body_words, color_word, parse_color
 from .definition import StudyError
 
 __all__ = [
@@ -85,16 +85,8 @@ def _shoes(a: PersonAttributes) -> tuple[str, str | None]:
 
 
 def _body(a: PersonAttributes) -> list[tuple[str, str, None]]:
-    """The body words of the prompt (first match per attribute, as :mod:`refsd.people.prompt`)."""
-    out, seen = [], set()
-    for attr, op, thr, word in BODY_WORDS:
-        if attr in seen:
-            continue
-        v = getattr(a, attr)
-        if (v >= thr) if op == ">=" else (v <= thr):
-            seen.add(attr)
-            out.append((attr, f"This person looks {word}.", None))
-    return out
+    """The body words of the prompt (:func:`refsd.people.body_words`) as statements."""
+    return [(attr, f"This person looks {word}.", None) for attr, word in body_words(a)]
 
 
 def phi_statements(attrs: PersonAttributes | dict, which: Sequence[str] = PHI_ATTRIBUTES) -> list[tuple[str, str, Any]]:
