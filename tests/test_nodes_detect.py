@@ -209,8 +209,10 @@ def test_damaged_model_fails_the_prompt_only(tmp_path, comfyui_path, sample_inpu
 
 
 def test_model_folder_is_registered_with_comfyui(comfy, comfy_server):
-    """models/refsd_detect is a ComfyUI model folder for .tflite files (what the fetch hint tells users)."""
+    """models/refsd_detect is a ComfyUI model folder for the detector's .tflite and the face models' .onnx files
+    (what the fetch hint tells users)."""
     require_detect_models()
     listed = comfy.get_json("/models/refsd_detect")
-    assert {"pose_detection.tflite", "pose_landmark_full.tflite"} <= set(listed)
-    assert all(f.endswith(".tflite") for f in listed)
+    assert {"pose_detection.tflite", "pose_landmark_full.tflite", "face_detection_yunet_2023mar_int8bq.onnx",
+            "face_recognition_sface_2021dec_int8bq.onnx"} <= set(listed)
+    assert all(f.endswith((".tflite", ".onnx")) for f in listed)
