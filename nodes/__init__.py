@@ -10,7 +10,7 @@ from .composite import Composite, CropPeople, PastePeople, PersonMask, PrivacyCh
 from .detect import DetectPeople
 from .evaluate import Evaluate
 from .fit import FitBody, LoadBodyFit, SaveBodyFit
-from .keypoints import DrawPoseKeypoints, LoadPoseKeypoints
+from .keypoints import DrawPoseKeypoints, LoadPoseKeypoints, TrackPeople
 from .people import AttributePrompt, Attributes, SampleAttributes
 from .refine import PersonPrompts
 from .render import RenderAvatar
@@ -19,6 +19,7 @@ NODE_CLASSES = [
     LoadPoseKeypoints,
     DrawPoseKeypoints,
     DetectPeople,
+    TrackPeople,
     LoadBodyModel,
     FitBody,
     SaveBodyFit,

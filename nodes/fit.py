@@ -12,7 +12,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..refsd.fit import DEFAULT_FOV_DEG, BodyFit, FitError
+from ..refsd.fit import DEFAULT_FOV_DEG, BodyFit, FitError, VideoFitOptions
 from ..refsd.fit.api import fit_pose_keypoint
 from ..refsd.render.overlay import render_fit_overlay
 from ._common import (
@@ -39,7 +39,9 @@ class FitBody(io.ComfyNode):
                 "together, frame by frame over the batch. Keypoint frame i goes with image i (one frame is used for "
                 "every image). Missing or low-confidence keypoints are ignored; people with fewer than 4 confident "
                 "body joints are skipped with a warning. Returns the fits and a preview of the fitted meshes drawn "
-                "over the photo, to check the fit by eye."
+                "over the photo, to check the fit by eye. Video: when the keypoints come from RefSD Track People "
+                "(a track_id per person), the batch is a video and each tracked person is fitted coherently over "
+                "the frames: warm-started from their previous frame, one body shape per track, smoothed over time."
             ),
             inputs=[
                 io.Image.Input("image", tooltip="The photo(s) the keypoints were detected on."),
@@ -67,6 +69,16 @@ class FitBody(io.ComfyNode):
                     "mask", optional=True,
                     tooltip="Optional person mask; keypoints outside it count for little (likely detector mistakes).",
                 ),
+                io.Boolean.Input(
+                    "temporal", default=True, optional=True,
+                    tooltip="Video (keypoints from RefSD Track People): fit each tracked person coherently over the "
+                    "frames (warm start, one shape per track, smoothing). Off: every frame on its own.",
+                ),
+                io.Float.Input(
+                    "smooth_frames", default=1.5, min=0.0, max=10.0, step=0.1, optional=True,
+                    tooltip="Video: how many frames the pose is smoothed over (Gaussian sigma); 0 keeps the warm-"
+                    "started fits as they are.",
+                ),
             ],
             outputs=[
                 BODY_FIT.Output(display_name="BODY_FIT", tooltip="One fit per image (camera, per-person parameters)."),
@@ -76,7 +88,8 @@ class FitBody(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, image, pose_keypoint, body_model, fov_deg, hand_order, coords, min_confidence, mask=None
+        cls, image, pose_keypoint, body_model, fov_deg, hand_order, coords, min_confidence, mask=None, temporal=True,
+        smooth_frames=1.5,
     ) -> io.NodeOutput:
         device = comfy.model_management.get_torch_device()
         fitter = body_model.fitter(device, torch.float32)
@@ -89,6 +102,7 @@ class FitBody(io.ComfyNode):
         fits = fit_pose_keypoint(
             fitter, pose_keypoint, [(W, H)] * B, masks=mask, coords=coords, hand_order=hand_order,
             min_confidence=min_confidence, fov_deg=fov_deg, progress=progress,
+            video=VideoFitOptions(smooth_sigma=smooth_frames) if temporal else None,
         )
         overlays = torch.stack([render_fit_overlay(image[i], fitter.model, fits[i]) for i in range(B)])
         text = [f"image {i}: {f.num_people} fitted, {len(f.skipped)} skipped" for i, f in enumerate(fits)]

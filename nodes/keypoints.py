@@ -1,5 +1,6 @@
-"""Keypoint nodes: Load Pose Keypoints (POSE_KEYPOINT from a JSON file) and Draw Pose Keypoints
-(POSE_KEYPOINT -> OpenPose skeleton IMAGE, ControlNet conventions)."""
+"""Keypoint nodes: Load Pose Keypoints (POSE_KEYPOINT from a JSON file), Draw Pose Keypoints
+(POSE_KEYPOINT -> OpenPose skeleton IMAGE, ControlNet conventions) and Track People (a video's
+POSE_KEYPOINT -> the same with a track id per person)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..refsd.keypoints import count_people, draw_pose, load_pose_keypoint_file, parse_pose_keypoint
+from ..refsd.keypoints.track import TrackerOptions, track_pose_keypoint
 from ._common import (
     CATEGORY,
     POSE_KEYPOINT,
@@ -115,3 +117,41 @@ class DrawPoseKeypoints(io.ComfyNode):
                 "images in the batch share one size."
             )
         return io.NodeOutput(torch.stack(images, 0))
+
+
+class TrackPeople(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RefSDTrackPeople",
+            display_name="RefSD Track People",
+            category=f"{CATEGORY}/keypoints",
+            description=(
+                "For video: follows each person from frame to frame and writes a track_id into every person of the "
+                "POSE_KEYPOINT (one frame per video frame, in order, e.g. RefSD Detect People or DWPose on the "
+                "frames of Load Video). People are matched to their predicted place (constant motion) by keypoint "
+                "similarity (OKS, Hungarian assignment); someone not found for up to max_gap frames keeps their id "
+                "when they come back; a new person gets a new id. RefSD Fit Body then fits each track coherently "
+                "over time, and Sample Attributes / Render Avatar give each track one look for the whole clip."
+            ),
+            inputs=[
+                POSE_KEYPOINT.Input("pose_keypoint", tooltip="The video's keypoints, one frame per video frame, in order."),
+                io.Int.Input("max_gap", default=10, min=0, max=1000, step=1,
+                             tooltip="Frames a person may be missing (occluded, not detected) and keep their id."),
+                io.Float.Input("min_similarity", default=0.1, min=0.0, max=0.99, step=0.01,
+                               tooltip="Lowest keypoint similarity (OKS, 0..1) between a person and a track's "
+                               "predicted place for them to be the same person; raise it if people swap ids."),
+            ],
+            outputs=[
+                POSE_KEYPOINT.Output(display_name="POSE_KEYPOINT",
+                                     tooltip="The same keypoints with a track_id on each person (other nodes ignore it)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, pose_keypoint, max_gap, min_similarity) -> io.NodeOutput:
+        out, ids = track_pose_keypoint(pose_keypoint, TrackerOptions(min_similarity=min_similarity, max_gap=max_gap))
+        tracks = sorted({i for row in ids for i in row if i is not None})
+        seen = {t: sum(t in row for row in ids) for t in tracks}
+        text = f"{len(out)} frame(s), {len(tracks)} track(s); frames per track: {seen}"
+        return io.NodeOutput(out, ui={"text": [text], "track_ids": ids})

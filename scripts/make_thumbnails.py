@@ -37,6 +37,7 @@ PANELS = {
     "refsd_auto": ["photo", "detections", "auto_result"],
     "refsd_auto_full": ["photo", "detections", "auto_depth", "auto_pose", "auto_result"],
     "refsd_evaluate": ["photo", "result", "pose"],
+    "refsd_video_render_only": ["detections", "auto_pose", "auto_result"],  # one frame's view of the video graph
 }
 HEIGHT = 256
 

@@ -14,6 +14,7 @@ Metrics (COCO-18 body + the six BODY_25 / COCO-WholeBody foot points, pixels of 
 * Both per **joint group** (:data:`JOINT_GROUPS`: head, torso, arms, legs, feet), so a user sees
   *where* the pose drifts (hands and feet first, usually).
 
+The OKS itself lives in :mod:`refsd.keypoints.similarity` (the tracker uses it too).
 People are matched between reference and prediction by OKS with the Hungarian algorithm (each
 prediction used once); a reference person without a match scores OKS 0 and PCK 0 ("not found").
 """
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..keypoints import FrameKeypoints, PersonKeypoints
+from ..keypoints.similarity import JOINT_NAMES, SIGMAS, oks_terms, person_area, person_height, person_joints
 
 __all__ = [
     "SIGMAS",
@@ -41,19 +43,6 @@ __all__ = [
     "compare_frames",
 ]
 
-#: COCO's per-keypoint sigmas in COCO-18 order (the neck, which COCO lacks, takes the shoulders'
-#: 0.079), then COCO-WholeBody's six foot sigmas in FOOT6 order (left big toe, left small toe,
-#: left heel, right big toe, right small toe, right heel).
-SIGMAS = np.array(
-    [0.026, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089,
-     0.025, 0.025, 0.035, 0.035,
-     0.068, 0.066, 0.066, 0.092, 0.094, 0.094]
-)  # fmt: skip
-JOINT_NAMES: tuple[str, ...] = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
-    "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",
-)  # fmt: skip
 #: Joint groups (indices into :data:`JOINT_NAMES`).
 JOINT_GROUPS: dict[str, tuple[int, ...]] = {
     "head": (0, 14, 15, 16, 17),
@@ -63,47 +52,6 @@ JOINT_GROUPS: dict[str, tuple[int, ...]] = {
     "feet": (18, 19, 20, 21, 22, 23),
 }
 PCK_THRESHOLDS: tuple[float, ...] = (0.05, 0.1)
-BOX_PAD = 1.25
-AREA_PER_BOX = 0.53
-
-
-def person_joints(person: PersonKeypoints, min_confidence: float = 0.0) -> np.ndarray:
-    """``(24, 3)`` x, y, visible (0/1): COCO-18 body then the six foot points (missing: NaN, 0)."""
-    foot = person.foot if person.foot is not None else np.full((6, 3), np.nan)
-    pts = np.concatenate([np.asarray(person.body, float), np.asarray(foot, float)], axis=0)
-    vis = np.isfinite(pts[:, :2]).all(1) & (np.nan_to_num(pts[:, 2]) > min_confidence)
-    out = pts.copy()
-    out[:, 2] = vis
-    out[~vis, :2] = np.nan
-    return out
-
-
-def person_height(joints: np.ndarray) -> float:
-    """The vertical extent (px) of the visible joints (0 with fewer than two)."""
-    y = joints[joints[:, 2] > 0, 1]
-    return float(y.max() - y.min()) if len(y) >= 2 else 0.0
-
-
-def person_area(joints: np.ndarray, mask_area: float | None = None) -> float:
-    """The OKS area ``s^2`` in px^2: ``mask_area`` when given, else 0.53 x the visible joints'
-    box padded by 1.25 (at least 1 px^2)."""
-    if mask_area is not None and mask_area > 0:
-        return float(mask_area)
-    p = joints[joints[:, 2] > 0, :2]
-    if len(p) < 2:
-        return 1.0
-    w, h = (p.max(0) - p.min(0)) * BOX_PAD
-    return max(1.0, AREA_PER_BOX * float(w) * float(h))
-
-
-def oks_terms(ref: np.ndarray, pred: np.ndarray, area: float) -> np.ndarray:
-    """Per joint ``exp(-d^2 / (2 area k^2))`` (0 where the prediction lacks the joint; NaN where the
-    reference does not see it)."""
-    k2 = (2.0 * SIGMAS) ** 2
-    d2 = ((ref[:, :2] - pred[:, :2]) ** 2).sum(1)
-    e = np.exp(-d2 / (2.0 * area * k2))
-    e = np.where(pred[:, 2] > 0, e, 0.0)
-    return np.where(ref[:, 2] > 0, e, np.nan)
 
 
 def _nanmean(x: np.ndarray) -> float | None:

@@ -8,6 +8,7 @@ from ..keypoints import parse_pose_keypoint
 from .camera import Camera
 from .fitter import BodyFitter
 from .result import BodyFit
+from .video import VideoFitOptions, fit_video
 
 __all__ = ["fit_pose_keypoint"]
 
@@ -23,6 +24,7 @@ def fit_pose_keypoint(
     min_confidence: float = 0.3,
     fov_deg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    video: VideoFitOptions | None = None,
 ) -> list[BodyFit]:
     """One :class:`BodyFit` per image: image ``i`` uses keypoint frame ``i`` (a single frame is
     used for every image). People with fewer than ``fitter.options.min_joints`` confident body
@@ -30,6 +32,10 @@ def fit_pose_keypoint(
 
     ``progress(done, total)`` reports fitted people (the people of one image are fitted together,
     so it advances with their optimisation iterations).
+
+    With ``video`` (:class:`~refsd.fit.video.VideoFitOptions`) and keypoints whose people carry a
+    ``track_id`` (RefSD Track People), the batch is a video: tracked people are fitted coherently
+    over the frames (:func:`~refsd.fit.video.fit_video`; progress then counts frames).
     """
     frames = parse_pose_keypoint(
         pose_keypoint,
@@ -39,6 +45,15 @@ def fit_pose_keypoint(
         min_confidence=min_confidence,
         min_joints=fitter.options.min_joints,
     )
+    if video is not None and any(p.track_id is not None for f in frames for p in f.people):
+        sizes = {f.image_size for f in frames}
+        if len(sizes) > 1:
+            from .result import FitError
+
+            raise FitError(f"the frames of a video must share one size; got {sorted(sizes)}")
+        W, H = frames[0].image_size
+        cam = Camera.from_fov(W, H, fov_deg) if fov_deg else None
+        return fit_video(fitter, frames, camera=cam, options=video, progress=progress, masks=masks)
     total = sum(len(f.people) for f in frames)
     done = 0
     fits = []

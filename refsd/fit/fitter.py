@@ -182,7 +182,7 @@ class BodyFitter(LMSolver):
                     owner.append(pi)
         R, A, T = torch.stack(R0s), torch.stack(A0s), torch.stack(T0s)
         # mixture prior: each hypothesis is regularised towards its own pose family's mean
-        self._mu = A.clone()
+        self._mu, self._wprior = A.clone(), None
         OBS, SW = torch.stack(OBS), torch.stack(SW)
         # only keypoints someone actually has (e.g. drop the 42 hand points when no hands were detected)
         active = torch.nonzero(SW.sum(0) > 0).squeeze(1)
@@ -229,7 +229,7 @@ class BodyFitter(LMSolver):
             out.append(
                 PersonFit(
                     global_orient=glob, body_pose=body_pose, shape=shape, transl=t, reproj_error_px=reproj,
-                    quality=quality, keypoint_index=p.index, num_keypoints=int((conf > 0).sum()),
+                    quality=quality, keypoint_index=p.index, num_keypoints=int((conf > 0).sum()), track_id=p.track_id,
                     hand_pose=None if hand_pose is None else hand_pose[pi].tolist(),
                 )
             )

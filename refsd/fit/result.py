@@ -54,6 +54,9 @@ class PersonFit:
     #: Uniform scale of the posed body about its pelvis (``transl``); 1 for fits. Avatars whose
     #: shape is shorter or taller than the fitted body use it to cover the same image area.
     scale: float = 1.0
+    #: Who the person is across a video's frames (the keypoints' ``track_id``); None for a still image.
+    #: Attributes and seeds then derive from the track, so the same person gets the same replacement.
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         self.scale = float(self.scale)

@@ -8,7 +8,9 @@ prior inside the model's shape bounds, and a positive-depth barrier. The Jacobia
 analytic (SO(3) right Jacobians through the kinematic tree) except for shape (central
 differences). :class:`LMSolver` is a mixin: it reads the fitter's ``options``, ``prior``,
 ``proxy``, ``shape_lo`` / ``shape_hi``, and ``_active`` (the proxy restricted to the keypoints
-someone has) and ``_mu`` (each hypothesis's pose-family mean) set for a fit.
+someone has) and ``_mu`` (each hypothesis's pose-family mean) set for a fit, and ``_wprior``
+(None: ``options.w_prior`` for every hypothesis; a (B,) tensor: each hypothesis's own weight, e.g.
+a video frame pulled towards the previous frame's pose, :mod:`.video`).
 """
 
 from __future__ import annotations
@@ -83,8 +85,10 @@ class LMSolver:
         uv = xy * self._f + self._c
         r_proj = ((uv - obs) * sw[..., None]).reshape(B, -1)
         over_hi, over_lo = alpha - prior.hi, prior.lo - alpha
+        wp = getattr(self, "_wprior", None)
+        wp = torch.full((B,), float(opt.w_prior), dtype=torch.float64) if wp is None else wp
         r_prior = torch.cat(
-            [((alpha - self._mu) / prior.std * opt.w_prior).reshape(B, -1),
+            [((alpha - self._mu) / prior.std * wp[:, None, None]).reshape(B, -1),
              ((torch.relu(over_hi) + torch.relu(over_lo)) * (10.0 / D5)).reshape(B, -1)], 1
         )
         half = self._half
@@ -127,7 +131,7 @@ class LMSolver:
         Jp = (P @ dk) * sw[..., None, None]  # (B,K,2,n)
         Jprior = torch.zeros(B, 126, n, dtype=torch.float64)
         idx = torch.arange(63)
-        Jprior[:, idx, 3 + idx] = (opt.w_prior / prior.std).reshape(-1)
+        Jprior[:, idx, 3 + idx] = wp[:, None] / prior.std.reshape(1, -1)
         lim = ((over_hi > 0).double() - (over_lo > 0).double()).reshape(B, 63) * (10.0 / D5)
         Jprior[:, 63 + idx, 3 + idx] = lim
         Jdepth = -100.0 * (kp[..., 2] < 0.5).double()[..., None] * dk[..., 2, :]

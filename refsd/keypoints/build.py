@@ -31,8 +31,9 @@ NORMALIZED_MIN_CANVAS = 8
 class _RawPerson:
     """One person's parts in source units (before scaling), cleaned of missing points."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, track_id: int | None = None) -> None:
         self.index = index
+        self.track_id = track_id
         self.parts: dict[str, np.ndarray] = {}
         self.negative = 0  # confident points dropped for negative coordinates
 
@@ -127,7 +128,7 @@ def _build_frame(
     people: list[PersonKeypoints] = []
     skipped: list[tuple[int, str]] = []
     for raw in raws:
-        p = PersonKeypoints(index=raw.index, **raw.parts).scaled(sx, sy)
+        p = PersonKeypoints(index=raw.index, track_id=raw.track_id, **raw.parts).scaled(sx, sy)
         pwhere = f"{where} person {raw.index}"
         if raw.negative:
             warnings.append(

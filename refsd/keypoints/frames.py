@@ -51,6 +51,8 @@ class PersonKeypoints:
         hand_right: ``(21, 3)`` the subject's right hand, or None.
         face: ``(70, 3)`` 68 landmarks + right pupil + left pupil, or None.
         index: the person's index in its source frame's ``people`` list.
+        track_id: who the person is across the frames of a video (RefSD Track People's
+            ``track_id`` key in POSE_KEYPOINT), or None for a still image.
     """
 
     body: np.ndarray
@@ -59,6 +61,7 @@ class PersonKeypoints:
     hand_right: np.ndarray | None = None
     face: np.ndarray | None = None
     index: int = 0
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         self.body = _mark_missing(_as_points(self.body, 18, "body"))
@@ -132,6 +135,7 @@ class PersonKeypoints:
             hand_right=sc(self.hand_right),
             face=sc(self.face),
             index=self.index,
+            track_id=self.track_id,
         )
 
 
@@ -204,7 +208,8 @@ def to_pose_keypoint(
     ``coords="normalized"`` (comfyui_controlnet_aux's OpenPose convention). Missing points are
     written ``0, 0, 0`` like the producers do. Each person gets ``pose_keypoints_2d`` (18),
     ``face_keypoints_2d`` (70) and both hand arrays (``[]`` when absent), plus
-    ``foot_keypoints_2d`` (6) when it has feet; skipped people are not written.
+    ``foot_keypoints_2d`` (6) when it has feet, and ``track_id`` when it has one (a video's
+    tracked person; other readers ignore the key); skipped people are not written.
     ``hand_order="right_first"`` writes SDPose's packing (the right hand into
     ``hand_left_keypoints_2d``). ``confidence="binary"`` writes 1.0 for every present point as
     comfyui_controlnet_aux does (its readers drop points with confidence < 1);
@@ -230,6 +235,8 @@ def to_pose_keypoint(
             }
             if p.foot is not None:
                 d["foot_keypoints_2d"] = _to_flat(p.foot, sx, sy, binary)
+            if p.track_id is not None:
+                d["track_id"] = int(p.track_id)
             people.append(d)
         out.append({"people": people, "canvas_width": int(w), "canvas_height": int(h)})
     return out

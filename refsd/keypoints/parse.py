@@ -64,7 +64,8 @@ def _flat(values: Any) -> np.ndarray:
 
 
 def _raw_from_dict(person: dict, index: int, hand_order: str, min_confidence: float) -> _RawPerson:
-    raw = _RawPerson(index)
+    tid = person.get("track_id")
+    raw = _RawPerson(index, int(tid) if isinstance(tid, (int, np.integer)) and not isinstance(tid, bool) else None)
 
     def get(key: str) -> np.ndarray | None:
         v = person.get(key)

@@ -253,7 +253,8 @@ class RefSDPipeline:
             prep.maps = {c: crop_batch(getattr(p, CONTROL_MAPS[c])[None], boxes) for c in self.refiner.controls}
             prep.masks = crop_mask_batch(p.alpha[None], boxes)
             prep.prompts = crop_prompts([people], boxes, self.extra_positive, self.extra_negative)
-            prep.seeds = [person_seed(seed, fit.people[b.person_index].keypoint_index) for b in boxes]
+            prep.seeds = [person_seed(seed, fit.people[b.person_index].keypoint_index, fit.people[b.person_index].track_id)
+                          for b in boxes]
         self._sync()
         timings["composite"] = time.perf_counter() - t3
         return prep

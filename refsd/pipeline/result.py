@@ -19,9 +19,12 @@ __all__ = ["STAGES", "PipelineResult", "person_seed"]
 #: The timed stages, in order (seconds in :attr:`PipelineResult.timings`).
 STAGES = ("detect", "fit", "render", "remove", "refine", "composite", "identity")
 
-def person_seed(seed: int, person_index: int) -> int:
-    """The diffusion seed of one person's crop, from the image seed and the person's keypoint index."""
-    h = hashlib.blake2b(f"{int(seed)}:person:{int(person_index)}".encode(), digest_size=8).digest()
+def person_seed(seed: int, person_index: int, track_id: int | None = None) -> int:
+    """The diffusion seed of one person's crop, from the image seed and the person's keypoint index,
+    or, for a tracked person of a video (``track_id``), from the video's seed and the track: the same
+    noise in every frame."""
+    key = f"{int(seed)}:person:{int(person_index)}" if track_id is None else f"{int(seed)}:track:{int(track_id)}"
+    h = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & ((1 << 63) - 1)
 
 

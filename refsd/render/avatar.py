@@ -37,9 +37,10 @@ class AttributeSource:
         """The attributes of every person of every image (same shape as the fits' people)."""
         if self.fixed is not None:
             return [[self.fixed] * f.num_people for f in fits]
-        if self.distribution is not None:
+        if self.distribution is not None:  # a tracked person (video) is drawn from (seed, track): one look per track
             return [
-                [self.distribution.sample_person(self.seed, i, p.keypoint_index) for p in f.people]
+                [self.distribution.sample_person(self.seed, *((0, p.track_id) if p.track_id is not None
+                                                               else (i, p.keypoint_index))) for p in f.people]
                 for i, f in enumerate(fits)
             ]
         per = self.per_image

@@ -1,0 +1,59 @@
+"""The video graph (workflows/api/refsd_video_render_only.json) in the real ComfyUI server on a real
+video: Load Video -> Detect People -> Track People -> Fit Body (temporal) -> one look per track ->
+removal, composite, privacy check per frame -> Create Video (same frame rate) -> Save Video. The
+input is bus.jpg under a panning camera (conftest's ``people.mp4``, two full-body people)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from helpers import require_detect_models, run_ok
+
+from refsd.comfyapi import PACK_ROOT
+
+pytestmark = pytest.mark.comfyui
+
+
+def _frames(data: bytes) -> tuple[list[np.ndarray], float]:
+    import av
+
+    with av.open(io.BytesIO(data)) as c:
+        rate = float(c.streams.video[0].average_rate)
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)], rate
+
+
+def test_video_graph_keeps_one_replacement_per_person(comfy, sample_inputs):
+    require_detect_models()
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_video_render_only.json").read_text())
+    out = run_ok(comfy, prompt, timeout=900).outputs
+    ids = out["15"]["track_ids"]
+    assert len(ids) == 8
+    # the two full-body people are found in every frame and keep their ids (0 and 1) throughout
+    assert all({0, 1} <= set(row) for row in ids), ids
+    # one look per track: the attributes Render Avatar drew for a track are the same in every frame
+    looks: dict[int, set] = {}
+    for row, people in zip(ids, out["6"]["attributes"], strict=True):
+        tracked = [i for i in row if i is not None]  # the fitted people, in keypoint order
+        assert len(people) == len(tracked)
+        for tid, a in zip(tracked, people, strict=True):
+            looks.setdefault(tid, set()).add(json.dumps(a, sort_keys=True))
+    assert len(looks[0]) == 1 and len(looks[1]) == 1 and looks[0] != looks[1]
+    # every frame passes the privacy check (pixels and faces)
+    check = out["10"]
+    assert check["passed"] == [True] * 8 and check["leak_ratio"] == [0.0] * 8
+    assert all(r["faces"] and r["passed"] for r in check["identity"])
+    # the saved video: 8 frames, the input's size and frame rate, and the people replaced
+    (rec,) = out["12"]["images"]
+    frames, rate = _frames(comfy.download(rec))
+    assert len(frames) == 8 and frames[0].shape == (480, 320, 3) and rate == pytest.approx(10.0)
+    fits = out["13"]["body_fits"]
+    assert len(fits) == 8 and all(
+        [p["track_id"] for p in f["people"]] == [i for i in row if i is not None] for f, row in zip(fits, ids, strict=True))
+    shapes = {}
+    for f in fits:  # one body shape per track over the clip
+        for p in f["people"]:
+            shapes.setdefault(p["track_id"], set()).add(tuple(p["shape"]))
+    assert all(len(v) == 1 for v in shapes.values())
