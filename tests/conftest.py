@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import model_links
+from helpers import SAMPLE_VIDEO, model_links, write_sample_video
 
 from refsd.comfyapi import PACK_ROOT, ComfyClient, ComfyServer, find_comfyui
 
@@ -86,30 +86,14 @@ def comfy_server(tmp_path_factory, comfyui_path, random_models, anny_cache_dir):
 @pytest.fixture(scope="session")
 def sample_inputs(comfy_server) -> tuple[str, str]:
     """The sample photo and its hand-annotated keypoints, copied into the server's input folder, and
-    ``people.mp4`` (the video graphs' default input): :func:`write_sample_video`."""
+    ``people.mp4`` (the video graphs' default input): :func:`helpers.write_sample_video`."""
     for name in ("camera.png", "camera.json"):
         shutil.copy(PACK_ROOT / "samples" / name, comfy_server.input_dir / name)
     write_sample_video(comfy_server.input_dir / SAMPLE_VIDEO)
     return "camera.png", "camera.json"
 
 
-SAMPLE_VIDEO = "people.mp4"
 
-
-def write_sample_video(path: Path) -> Path:
-    """A real photo of people (bus.jpg, fetched at set-up; camera.png without it) seen by a camera
-    panning 4 px per frame: 8 frames of 320 x 480 at 10 fps, H.264."""
-    import numpy as np
-    from PIL import Image
-
-    from refsd.testing.video import pan_video, write_video
-
-    bus = CACHE_DIR / "photos" / "bus.jpg"
-    if bus.is_file():
-        photo = np.asarray(Image.open(bus).convert("RGB").resize((405, 540), Image.LANCZOS))
-    else:
-        photo = np.asarray(Image.open(PACK_ROOT / "samples" / "camera.png").convert("RGB").resize((360, 540)))
-    return write_video(pan_video(photo, 8, (320, 480), (4, 0)), path, fps=10)
 
 
 @pytest.fixture

@@ -86,3 +86,23 @@ def model_links(anny_cache_dir: Path, random_models: dict | None = None) -> dict
         links[f"checkpoints/{random_models['checkpoint'].name}"] = random_models["checkpoint"]
         links[f"controlnet/{random_models['controlnet'].name}"] = random_models["controlnet"]
     return links
+
+
+SAMPLE_VIDEO = "people.mp4"
+
+
+def write_sample_video(path: Path, frames: int = 8) -> Path:
+    """A real photo of people (bus.jpg, fetched at set-up; camera.png without it) seen by a camera
+    panning 4 px per frame: ``frames`` frames of 320 x 480 at 10 fps, H.264."""
+    import numpy as np
+    from PIL import Image
+
+    from refsd.comfyapi import PACK_ROOT
+    from refsd.testing.video import pan_video, write_video
+
+    bus = Path(os.environ.get("REFSD_CACHE_DIR") or PACK_ROOT / ".cache") / "photos" / "bus.jpg"
+    if bus.is_file():
+        photo = np.asarray(Image.open(bus).convert("RGB").resize((405, 540), Image.LANCZOS))
+    else:
+        photo = np.asarray(Image.open(PACK_ROOT / "samples" / "camera.png").convert("RGB").resize((360, 540)))
+    return write_video(pan_video(photo, frames, (320, 480), (4, 0)), path, fps=10)

@@ -45,7 +45,7 @@ def _tracked(seq):
 
 @pytest.mark.parametrize("kind", ["walking", "crossing"])
 def test_video_fit_is_smooth_and_no_less_accurate(anny_model, fitter, kind):
-    seq = make_sequence(anny_model, kind, frames=24, seed=1)
+    seq = make_sequence(anny_model, kind, frames=20 if kind == "walking" else 14, seed=1)
     per_frame = [fitter.fit_frame(f, camera=seq.camera) for f in seq.frames]
     video = fit_video(fitter, _tracked(seq).frames, camera=seq.camera)
     shape = next(iter(seq.joints.values())).shape

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..comfyapi import IMAGE_SUFFIXES, list_images
 from ..errors import RefSDError
+from ..pipeline.video import VIDEO_SUFFIXES
 
 __all__ = ["build_config", "check_detector_files", "collect_inputs"]
 
@@ -150,14 +151,14 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = True) -> tuple[Path
     others: list[tuple[str, str]] = []
     for p in inputs:
         if p.is_dir():
-            images += list_images(p, recursive=recursive)
+            images += list_images(p, recursive=recursive, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
             it = p.rglob("*") if recursive else p.iterdir()
             for f in it:
                 rel = f.relative_to(p)
-                if (f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES + (".json", ".jsonl")
+                if (f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES + (".json", ".jsonl")
                         and not any(part.startswith(".") for part in rel.parts)):
                     others.append((f.relative_to(root).as_posix(), f"not an image file (suffix {f.suffix or 'none'!r})"))
-        elif p.suffix.lower() in IMAGE_SUFFIXES:
+        elif p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
             images.append(p)
         else:
             others.append((p.relative_to(root).as_posix(), f"not an image file (suffix {p.suffix or 'none'!r})"))

@@ -149,6 +149,9 @@ def evaluate_manifest(args) -> tuple[dict, Path]:
                     "settings": settings}
             if rec.get("status") != "ok":
                 records.append({**base, "status": "skipped", "error": f"the run recorded {rec.get('status')}"})
+            elif rec.get("video"):  # its privacy check ran on every frame in the run (record: video, identity)
+                records.append({**base, "status": "skipped", "error": "a video: refsd eval measures photos so far; "
+                                "the run checked every frame's privacy (manifest: video.frames_failed, identity)"})
             else:
                 try:
                     src, out, kp, fit = _inputs(rec, run_dir, args)

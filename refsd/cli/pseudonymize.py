@@ -8,6 +8,11 @@
     refsd pseudonymize photos/ -o out/ --model ... --ray           # local Ray, one worker per CPU/GPU
     refsd pseudonymize photos/ -o out/ --model ... --ray auto      # an existing Ray cluster
 
+Videos (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``, ``.m4v``) are pseudonymized chunk by
+chunk with the people tracked across frames, one replacement per tracked person
+(:mod:`refsd.cli.video`): ``OUT/<stem>/pseudonymized.mp4`` at the input's frame rate,
+``--chunk-frames``, ``--save-frames``; not on Ray yet.
+
 Keypoints: ``<stem>.json`` (POSE_KEYPOINT) beside each image, or under ``--keypoints DIR``
 with the same relative path (:func:`refsd.comfyapi.manifest.keypoints_for`). ``--people``:
 ``auto`` (default) uses that file when the image has one and finds the people with the person
@@ -45,6 +50,7 @@ from pathlib import Path
 
 from ..comfyapi import Manifest, image_seed, keypoints_for
 from ..errors import RefSDError
+from ..pipeline.video import VIDEO_SUFFIXES
 from .config import build_config, check_detector_files, check_face_files, collect_inputs
 from .workers import run_local, run_ray
 
@@ -81,6 +87,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-recursive", action="store_true", help="only the top level of input folders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--save-extras", action="store_true", help="also write the region mask and the body fit JSON")
+    p.add_argument("--chunk-frames", type=int, default=48,
+                   help="videos: frames processed (and kept in memory) at a time; a run resumes at the last finished chunk")
+    p.add_argument("--save-frames", action="store_true",
+                   help="videos: also keep every pseudonymized frame as OUT/<stem>/frames/NNNNNN.png")
     p.add_argument("--allow-unfitted", action="store_true",
                    help="write outputs even when some people in the keypoints could not be fitted (they stay as they are)")
     p.add_argument("--keep-failed", action="store_true", help="keep outputs of images that fail the privacy check")
@@ -182,6 +192,8 @@ def _write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
 
 def pseudonymize(args) -> dict[str, int]:
     """The command's work; returns the manifest summary (raises RefSDError on bad settings)."""
+    if args.chunk_frames < 1:
+        raise RefSDError(f"--chunk-frames {args.chunk_frames}: give at least 1 frame per chunk (default 48)")
     out_dir = Path(args.output).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = build_config(args)
@@ -193,7 +205,8 @@ def pseudonymize(args) -> dict[str, int]:
     manifest.compact()
     att = config.get("attributes")
     options = {"allow_unfitted": args.allow_unfitted, "keep_failed": args.keep_failed,
-               "save_extras": args.save_extras, "max_leak": args.max_leak,
+               "save_extras": args.save_extras, "max_leak": args.max_leak, "output_dir": str(out_dir),
+               "chunk_frames": args.chunk_frames, "save_frames": args.save_frames,
                "distribution": att if isinstance(att, dict) and "fixed_person" not in att else None}
     keys_in_order: list[str] = []
     items: list[dict] = []
@@ -219,8 +232,13 @@ def pseudonymize(args) -> dict[str, int]:
             continue
         prev = manifest.records.get(key)
         attempts = (prev.get("attempts", 1) + 1) if prev and prev.get("status") == "error" else 1
+        video = path.suffix.lower() in VIDEO_SUFFIXES
+        if video and args.ray is not None:
+            manifest.write({"image": key, "status": "skipped", "seed": seed,
+                            "error": "videos are not run on Ray yet: pseudonymize them without --ray"})
+            continue
         items.append({"image": key, "path": str(path), "keypoints": str(kp) if kp is not None else None,
-                      "people": source, "seed": seed, "attempts": attempts})
+                      "people": source, "seed": seed, "attempts": attempts, "video": video})
     if any(it["people"] == "detect" for it in items):
         check_detector_files(args.detect_model)  # fail here, with the fetch command, not in every image
     if items and not args.no_identity_check:

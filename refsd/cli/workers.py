@@ -101,7 +101,12 @@ def run_local(config: dict, items: list[dict], options: dict, on_result: Callabl
         pipe.warm_up()
         worker = f"local:{os.getpid()}"
         for item in items:
-            rec, files = process_one(pipe, item, options, worker)
+            if item.get("video"):
+                from .video import process_video
+
+                rec, files = process_video(pipe, item, options, worker), {}
+            else:
+                rec, files = process_one(pipe, item, options, worker)
             on_result(rec, files)
             if progress is not None:
                 progress(1)

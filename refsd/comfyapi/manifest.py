@@ -59,8 +59,8 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` (by suffix, sorted, hidden files skipped).
+def list_images(folder: str | Path, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files under ``folder`` (by ``suffixes``, sorted, hidden files skipped).
 
     Non-image files are not listed; whether an image file can actually be decoded is
     checked per image by the run (a corrupt file becomes an ``error`` record).
@@ -71,7 +71,7 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     it = folder.rglob("*") if recursive else folder.iterdir()
     files = [
         p for p in it
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.is_file() and p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())

@@ -25,6 +25,7 @@ def fit_pose_keypoint(
     fov_deg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     video: VideoFitOptions | None = None,
+    video_state=None,
 ) -> list[BodyFit]:
     """One :class:`BodyFit` per image: image ``i`` uses keypoint frame ``i`` (a single frame is
     used for every image). People with fewer than ``fitter.options.min_joints`` confident body
@@ -35,7 +36,8 @@ def fit_pose_keypoint(
 
     With ``video`` (:class:`~refsd.fit.video.VideoFitOptions`) and keypoints whose people carry a
     ``track_id`` (RefSD Track People), the batch is a video: tracked people are fitted coherently
-    over the frames (:func:`~refsd.fit.video.fit_video`; progress then counts frames).
+    over the frames (:func:`~refsd.fit.video.fit_video`; progress then counts frames;
+    ``video_state``, a :class:`~refsd.fit.video.VideoFitState`, continues an earlier chunk).
     """
     frames = parse_pose_keypoint(
         pose_keypoint,
@@ -53,7 +55,7 @@ def fit_pose_keypoint(
             raise FitError(f"the frames of a video must share one size; got {sorted(sizes)}")
         W, H = frames[0].image_size
         cam = Camera.from_fov(W, H, fov_deg) if fov_deg else None
-        return fit_video(fitter, frames, camera=cam, options=video, progress=progress, masks=masks)
+        return fit_video(fitter, frames, camera=cam, options=video, state=video_state, progress=progress, masks=masks)
     total = sum(len(f.people) for f in frames)
     done = 0
     fits = []

@@ -197,26 +197,35 @@ class RefSDPipeline:
         """Build the body model and its fitter now (the Anny cache on first use), not on the first image."""
         self.body.fitter(self.device, torch.float32)
 
+    def fit_options_for(self, found) -> dict:
+        """The fit's keypoint options for people found by ``found.source`` (the detector's frame: photo
+        pixels, no hands)."""
+        if found.source == "detect":
+            return dict(self.fit_options, coords="pixels", hand_order="left_first")
+        return self.fit_options
+
     def _prepare(self, index: int, image: Any, keypoints: Any, seed: int, people: str = "auto") -> _Prepared:
-        from ..composite import composite, crop_batch, crop_mask_batch, people_crop_boxes, region_masks, remove_people
         from ..fit.api import fit_pose_keypoint
-        from ..render.avatar import render_avatars
 
         timings: dict[str, float] = {}
         img = load_image(image)
         found = find_people(self.detector_of, img, keypoints, people, self.detect_options)
         timings["detect"] = found.seconds
-        fit_options = self.fit_options
-        if found.source == "detect":  # the detector's frame: photo pixels, no hands
-            fit_options = dict(fit_options, coords="pixels", hand_order="left_first")
         H, W = img.shape[:2]
         t0 = time.perf_counter()
         fitter = self.body.fitter(self.device, torch.float32)
-        model = fitter.model
-        fit = fit_pose_keypoint(fitter, found.pose_keypoint, [(W, H)], **fit_options)[0]
+        fit = fit_pose_keypoint(fitter, found.pose_keypoint, [(W, H)], **self.fit_options_for(found))[0]
         self._sync()
+        timings["fit"] = time.perf_counter() - t0
+        return self._build(index, img, found, fit, seed, timings)
+
+    def _build(self, index: int, img: torch.Tensor, found, fit, seed: int, timings: dict) -> _Prepared:
+        """Everything after the fit: render, person region, removal, composite, and the crops to refine."""
+        from ..composite import composite, crop_batch, crop_mask_batch, people_crop_boxes, region_masks, remove_people
+        from ..render.avatar import render_avatars
+
+        model = self.body.model(self.device, torch.float32)
         t1 = time.perf_counter()
-        timings["fit"] = t1 - t0
         passes, people = render_avatars(model, [fit], self._source(seed), **self.render_options)
         p, people = passes[0], people[0]
         self._sync()
@@ -327,6 +336,11 @@ class RefSDPipeline:
                 if not return_exceptions:
                     raise
                 results[i] = e
+        return self._refine_and_finish(prepared, results, return_exceptions)
+
+    def _refine_and_finish(self, prepared: list[_Prepared], results: list, return_exceptions: bool) -> list:
+        """The crops of every prepared image refined together, then each image finished into ``results``
+        (by ``index``)."""
         refined: dict[int, torch.Tensor] = {}
         todo = [p for p in prepared if p.boxes]
         if self.refiner is not None and todo:
