@@ -38,6 +38,7 @@ PANELS = {
     "refsd_auto_full": ["photo", "detections", "auto_depth", "auto_pose", "auto_result"],
     "refsd_evaluate": ["photo", "result", "pose"],
     "refsd_video_render_only": ["detections", "auto_pose", "auto_result"],  # one frame's view of the video graph
+    "refsd_video_full": ["detections", "auto_depth", "auto_pose", "auto_result"],
 }
 HEIGHT = 256
 

@@ -74,6 +74,8 @@ def test_workflow_loads_converts_to_its_api_twin_and_runs(page, workflow, comfy,
         return  # the frontend cannot convert a node it does not know; structure checked elsewhere
     api = json.loads((PACK_ROOT / "workflows" / "api" / workflow.name).read_text())
     assert strip(result["output"]) == strip(api)
+    if workflow.stem == "refsd_video_full":
+        return  # equal to its twin, which tests/test_nodes_video.py runs (a full-size UNet per frame: minutes)
     # the frontend's own conversion runs on the server (random models, small sizes)
     run = run_ok(comfy, use_test_models(result["output"], random_models, *sample_inputs))
     saved = [r for out in run.outputs.values() for r in out.get("images", []) if r.get("type") == "output"]

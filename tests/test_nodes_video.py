@@ -57,3 +57,29 @@ def test_video_graph_keeps_one_replacement_per_person(comfy, sample_inputs):
         for p in f["people"]:
             shapes.setdefault(p["track_id"], set()).add(tuple(p["shape"]))
     assert all(len(v) == 1 for v in shapes.values())
+
+
+def test_video_full_graph_runs_on_the_random_models(comfy, comfy_server, sample_inputs, random_models):
+    """refsd_video_full (the video front end + refsd_full's SD removal and per-person img2img with depth and
+    OpenPose ControlNets) at 64 px crops, 2 steps: the plumbing over frames and tracks (random weights: the
+    refined pixels are noise). One prompt per person crop, the same for a track in every frame."""
+    from helpers import use_test_models, write_sample_video
+
+    require_detect_models()
+    write_sample_video(comfy_server.input_dir / "people3.mp4", frames=3)  # 3 frames: full-size UNet on the CPU
+    prompt = use_test_models(json.loads((PACK_ROOT / "workflows" / "api" / "refsd_video_full.json").read_text()),
+                             random_models)
+    prompt["1"]["inputs"]["file"] = "people3.mp4"
+    out = run_ok(comfy, prompt, timeout=900).outputs
+    assert out["25"]["passed"] == [True] * 3 and not any(out["25"]["leak_ratio"])
+    (rec,) = out["23"]["images"]
+    frames, rate = _frames(comfy.download(rec))
+    assert len(frames) == 3 and frames[0].shape == (480, 320, 3) and rate == pytest.approx(10.0)
+    ids = out["41"]["track_ids"]
+    prompts: dict[int, set] = {}
+    for text in out["12"]["text"]:  # "crop k (image i, person p): ..."
+        head, prompt_text = text.split(": ", 1)
+        i, p = (int(x.split()[-1]) for x in head.split("(")[1].rstrip(")").split(", "))
+        tracked = [t for t in ids[i] if t is not None]
+        prompts.setdefault(tracked[p], set()).add(prompt_text)
+    assert {0, 1} <= set(prompts) and len(prompts[0]) == 1 and len(prompts[1]) == 1
