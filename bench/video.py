@@ -27,20 +27,7 @@ sys.path.insert(0, str(ROOT))
 from refsd.body import get_body_model  # noqa: E402
 from refsd.fit import BodyFitter, fit_video  # noqa: E402
 from refsd.keypoints.track import count_id_switches, track_frames  # noqa: E402
-from refsd.testing.sequences import EVAL_COCO18, KINDS, accel_error, make_sequence, sequence_pa_mpjpe  # noqa: E402
-
-
-def joints(model, fits, truth_ids, shape):
-    out = {k: np.full(shape, np.nan) for k in {i for row in truth_ids for i in row}}
-    dev, dt = model.device, model.dtype
-    for t, (fit, ids) in enumerate(zip(fits, truth_ids, strict=True)):
-        for p in fit.people:
-            params = model.zero_params(1)
-            params.update({k: torch.tensor([getattr(p, k)], device=dev, dtype=dt)
-                           for k in ("global_orient", "body_pose", "shape", "transl")})
-            with torch.no_grad():
-                out[ids[p.keypoint_index]][t] = model(**params).coco18[0].double().cpu()[EVAL_COCO18].numpy()
-    return out
+from refsd.testing.sequences import KINDS, accel_error, fitted_joints, make_sequence, sequence_pa_mpjpe  # noqa: E402
 
 
 def main() -> int:
@@ -70,7 +57,7 @@ def main() -> int:
             vid = fit_video(fitter, seq.frames, camera=seq.camera)
             t_vid = time.perf_counter() - t0
             shape = next(iter(seq.joints.values())).shape
-            P, V = joints(model, per, seq.truth_ids, shape), joints(model, vid, seq.truth_ids, shape)
+            P, V = fitted_joints(model, per, seq.truth_ids, shape), fitted_joints(model, vid, seq.truth_ids, shape)
             for k, gt in seq.joints.items():
                 row = {"kind": kind, "seed": seed, "person": k, "id_switches": switches,
                        "accel_per_frame": round(accel_error(P[k], gt), 1), "accel_video": round(accel_error(V[k], gt), 1),

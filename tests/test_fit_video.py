@@ -5,13 +5,11 @@ continued by the state, and one look and one diffusion seed per track."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
 from refsd.fit import BodyFitter, VideoFitOptions, VideoFitState, fit_video
 from refsd.keypoints.track import count_id_switches, track_frames
-from refsd.testing.sequences import EVAL_COCO18, accel_error, make_sequence, sequence_pa_mpjpe
+from refsd.testing.sequences import accel_error, fitted_joints, make_sequence, sequence_pa_mpjpe
 
 pytestmark = pytest.mark.slow  # documentation only: runs in CI
 
@@ -19,19 +17,6 @@ pytestmark = pytest.mark.slow  # documentation only: runs in CI
 @pytest.fixture(scope="module")
 def fitter(anny_model):
     return BodyFitter(anny_model)
-
-
-def _joints(model, fits, truth_ids, shape) -> dict[int, np.ndarray]:
-    out = {k: np.full(shape, np.nan) for k in set(i for row in truth_ids for i in row)}
-    dev, dt = model.device, model.dtype
-    for t, (fit, ids) in enumerate(zip(fits, truth_ids, strict=True)):
-        for p in fit.people:
-            params = model.zero_params(1)
-            params.update({k: torch.tensor([getattr(p, k)], device=dev, dtype=dt)
-                           for k in ("global_orient", "body_pose", "shape", "transl")})
-            with torch.no_grad():
-                out[ids[p.keypoint_index]][t] = model(**params).coco18[0].double().cpu()[EVAL_COCO18].numpy()
-    return out
 
 
 def _tracked(seq):
@@ -49,8 +34,8 @@ def test_video_fit_is_smooth_and_no_less_accurate(anny_model, fitter, kind):
     per_frame = [fitter.fit_frame(f, camera=seq.camera) for f in seq.frames]
     video = fit_video(fitter, _tracked(seq).frames, camera=seq.camera)
     shape = next(iter(seq.joints.values())).shape
-    P = _joints(anny_model, per_frame, seq.truth_ids, shape)
-    V = _joints(anny_model, video, seq.truth_ids, shape)
+    P = fitted_joints(anny_model, per_frame, seq.truth_ids, shape)
+    V = fitted_joints(anny_model, video, seq.truth_ids, shape)
     for k, gt in seq.joints.items():
         acc_p, acc_v = accel_error(P[k], gt), accel_error(V[k], gt)
         pa_p, pa_v = sequence_pa_mpjpe(P[k], gt), sequence_pa_mpjpe(V[k], gt)

@@ -25,7 +25,8 @@ from ..fit.metrics import pa_mpjpe
 from ..fit.prior import build_prior
 from ..keypoints import FrameKeypoints, from_array
 
-__all__ = ["SyntheticSequence", "KINDS", "make_sequence", "accel_error", "sequence_pa_mpjpe", "EVAL_COCO18"]
+__all__ = ["SyntheticSequence", "KINDS", "make_sequence", "fitted_joints", "accel_error", "sequence_pa_mpjpe",
+           "EVAL_COCO18"]
 
 KINDS = ("walking", "turning", "crossing", "occlusion")
 EVAL_COCO18 = [1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # neck, nose, arms, legs (as bench/fit.py)
@@ -138,6 +139,21 @@ def make_sequence(model, kind: str, frames: int = 40, seed: int = 0) -> Syntheti
         seq.frames.append(from_array(arr, fmt="body25", image_size=(IMG, IMG), min_joints=1))
         seq.truth_ids.append([ids[k] for k in order])
     return seq
+
+
+def fitted_joints(model, fits, truth_ids, shape: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """The fits' 14 COCO joints per true identity, ``{identity: (F, 14, 3)}`` (NaN where a person has
+    no fit), to compare with :attr:`SyntheticSequence.joints`; ``truth_ids``: the sequence's."""
+    out = {k: np.full(shape, np.nan) for k in {i for row in truth_ids for i in row}}
+    dev, dt = model.device, model.dtype
+    for t, (fit, ids) in enumerate(zip(fits, truth_ids, strict=True)):
+        for p in fit.people:
+            params = model.zero_params(1)
+            params.update({k: torch.tensor([getattr(p, k)], device=dev, dtype=dt)
+                           for k in ("global_orient", "body_pose", "shape", "transl")})
+            with torch.no_grad():
+                out[ids[p.keypoint_index]][t] = model(**params).coco18[0].double().cpu()[EVAL_COCO18].numpy()
+    return out
 
 
 def _root(j: np.ndarray) -> np.ndarray:
