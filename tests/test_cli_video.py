@@ -94,10 +94,14 @@ def test_killed_run_resumes_at_its_last_chunk(clip, whole, tmp_path, anny_env):
     for p in frames:  # the finished chunk was not redone
         if p.name in done_before:
             assert p.stat().st_mtime_ns == done_before[p.name]
-    a, _ = _frames(out / "street" / "pseudonymized.mp4")
-    b, _ = _frames(whole / "street" / "pseudonymized.mp4")
-    # the same people, fits and frames as the uninterrupted run (the carried state is exact)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    from PIL import Image
+
+    # the same people, fits and frames as the uninterrupted run: the carried state is exact (the frames are
+    # compared as saved; the MP4 encodings of equal frames may differ by the encoder's rounding)
+    resumed = [np.asarray(Image.open(p)) for p in frames]
+    uninterrupted = [np.asarray(Image.open(p)) for p in sorted((whole / "street" / "frames").glob("*.png"))]
+    assert all(np.array_equal(x, y) for x, y in zip(resumed, uninterrupted, strict=True))
+    assert len(_frames(out / "street" / "pseudonymized.mp4")[0]) == 8
     assert _record(out, "street.mp4")["video"]["tracks"] == _record(whole, "street.mp4")["video"]["tracks"]
 
 
