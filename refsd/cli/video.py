@@ -60,8 +60,9 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         kps = load_pose_keypoint_file(item["keypoints"]) if item.get("keypoints") else None
         chunks_dir.mkdir(parents=True, exist_ok=True)
         state_file = vdir / STATE
-        state = VideoState.from_dict(json.loads(state_file.read_text())) if state_file.is_file() else VideoState()
-        frames_meta = json.loads((vdir / ".frames.json").read_text()) if (vdir / ".frames.json").is_file() else []
+        saved = json.loads(state_file.read_text()) if state_file.is_file() else None
+        state = VideoState.from_dict(saved) if saved else VideoState()
+        frames_meta = saved["frames_meta"] if saved else []  # the finished frames' privacy results
         for frames in read_video(item["path"], chunk, start=state.frames_done):
             start = state.frames_done
             k = None if kps is None else kps[start:start + len(frames)]
@@ -81,8 +82,7 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
                                                                           ("leaks", "max_similarity", "passed",
                                                                            "threshold")},
                                     "faces": None if ident is None else ident["faces"]})
-            _atomic_json(vdir / ".frames.json", frames_meta)
-            _atomic_json(state_file, state.to_dict())
+            _atomic_json(state_file, {**state.to_dict(), "frames_meta": frames_meta})  # one file: consistent on a kill
         if state.frames_done == 0:
             raise ValueError("the video has no frames")
         writer = VideoWriter(vdir / (OUTPUT_VIDEO + ".part"), info["fps"])
@@ -103,8 +103,7 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         outputs += [f"{stem}/frames/{n:06d}.png" for n in range(state.frames_done)]
     else:
         shutil.rmtree(chunks_dir, ignore_errors=True)
-    for f in (STATE, ".frames.json"):
-        (vdir / f).unlink(missing_ok=True)
+    (vdir / STATE).unlink(missing_ok=True)
     leak = max(m["leak_ratio"] for m in frames_meta)
     pixel_ok = leak <= options.get("max_leak", 0.0)
     unfitted = sum(m["unfitted"] for m in frames_meta)
