@@ -83,3 +83,29 @@ def test_video_full_graph_runs_on_the_random_models(comfy, comfy_server, sample_
         tracked = [t for t in ids[i] if t is not None]
         prompts.setdefault(tracked[p], set()).add(prompt_text)
     assert {0, 1} <= set(prompts) and len(prompts[0]) == 1 and len(prompts[1]) == 1
+
+
+def test_refsd_run_over_a_folder_of_videos(comfy_server, tmp_path):
+    """``refsd run`` with a Load Video graph runs over the folder's videos (a photo beside them is not an
+    input of this graph), uploads each, downloads the MP4, and records the tracks and their looks."""
+    from helpers import write_sample_video
+
+    from refsd.cli import main as cli_main
+
+    require_detect_models()
+    src = tmp_path / "in"
+    src.mkdir()
+    write_sample_video(src / "street.mp4", frames=4)
+    (src / "still.png").write_bytes((PACK_ROOT / "samples" / "camera.png").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["run", str(PACK_ROOT / "workflows" / "refsd_video_render_only.json"), str(src), str(out),
+                     "--server", comfy_server.url, "--no-progress"]) == 0
+    recs = {json.loads(line)["image"]: json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()}
+    assert list(recs) == ["street.mp4"]
+    rec = recs["street.mp4"]
+    assert rec["status"] == "ok" and rec["privacy_passed"] and rec["people_source"] == "detect"
+    assert "street/pseudonymized.mp4" in rec["outputs"]
+    assert rec["video"]["frames"] == 4 and rec["video"]["tracks"]["0"]["frames"] == 4
+    assert rec["video"]["tracks"]["1"]["frames"] == 4 and rec["video"]["tracks"]["0"]["attributes"]
+    frames, rate = _frames((out / "street" / "pseudonymized.mp4").read_bytes())
+    assert len(frames) == 4 and rate == pytest.approx(10.0)

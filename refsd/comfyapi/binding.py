@@ -31,6 +31,7 @@ __all__ = ["RunOptions", "RunError", "load_workflow", "apply_overrides", "bind_p
            "detections_of", "people_source_for"]
 
 IMAGE_LOADERS = ("LoadImage",)
+VIDEO_LOADERS = ("LoadVideo",)  # ComfyUI's own (input "file"): a graph with one runs over the folder's videos
 KEYPOINT_LOADERS = ("RefSDLoadPoseKeypoints",)
 DETECTOR = "RefSDDetectPeople"
 PERSON_MASK = "RefSDPersonMask"
@@ -218,12 +219,14 @@ def detect_error_hint(error: dict) -> str:
 
 def bind_prompt(prompt: dict, image_name: str, keypoint_name: str | None, seed: int,
                 detect: dict | None = None) -> dict:
-    """The workflow with this image, its keypoints and its seed filled in. With ``detect``
+    """The workflow with this image (or video: ``LoadVideo``), its keypoints and its seed filled in. With ``detect``
     (the detector's inputs, :meth:`RunOptions.detect_inputs`) the keypoint loaders become person
     detectors (:func:`use_detector`) and ``keypoint_name`` is not used."""
     p = use_detector(prompt, detect) if detect is not None else copy.deepcopy(prompt)
     for nid in _nodes_of(p, IMAGE_LOADERS):
         p[nid]["inputs"]["image"] = image_name
+    for nid in _nodes_of(p, VIDEO_LOADERS):
+        p[nid]["inputs"]["file"] = image_name
     if keypoint_name is not None and detect is None:
         for nid in _nodes_of(p, KEYPOINT_LOADERS):
             p[nid]["inputs"]["file"] = keypoint_name

@@ -38,10 +38,12 @@ import threading
 from pathlib import Path
 
 from ..errors import RefSDError
+from ..pipeline.video import VIDEO_SUFFIXES
 from .binding import (
     DETECTOR,
     IMAGE_LOADERS,
     KEYPOINT_LOADERS,
+    VIDEO_LOADERS,
     RunError,
     RunOptions,
     _nodes_of,
@@ -50,7 +52,7 @@ from .binding import (
     people_source_for,
 )
 from .client import ComfyClient
-from .manifest import Manifest, keypoints_for, list_images
+from .manifest import IMAGE_SUFFIXES, Manifest, keypoints_for, list_images
 from .runner import Job, _Runner
 
 __all__ = ["run_folder", "add_parser", "main"]
@@ -86,7 +88,6 @@ def run_folder(opts: RunOptions) -> dict[str, int]:
     """Run the workflow over the folder. Returns the manifest summary (``ok``/``error``/``skipped``)."""
     if not opts.servers:
         raise RunError("no ComfyUI server given (--server http://HOST:PORT)")
-    images = list_images(opts.input_dir)
     lock = _lock_output(opts.output_dir)
     try:
         live = [u.rstrip("/") for u in dict.fromkeys(opts.servers) if ComfyClient(u, timeout=10).is_ready()]
@@ -96,8 +97,11 @@ def run_folder(opts: RunOptions) -> dict[str, int]:
         if not live:
             raise RunError(f"no ComfyUI server answers at {', '.join(opts.servers)}; start one or fix --server")
         prompt = apply_overrides(load_workflow(opts.workflow, ComfyClient(live[0])), opts.overrides)
-        if not _nodes_of(prompt, IMAGE_LOADERS):
-            raise RunError(f"{opts.workflow} has no LoadImage node to feed the images into")
+        video = bool(_nodes_of(prompt, VIDEO_LOADERS))
+        if not _nodes_of(prompt, IMAGE_LOADERS) and not video:
+            raise RunError(f"{opts.workflow} has no LoadImage (or LoadVideo) node to feed the images into")
+        # a graph with Load Video runs over the folder's videos, any other over its images
+        images = list_images(opts.input_dir, suffixes=VIDEO_SUFFIXES if video else IMAGE_SUFFIXES)
         needs_kp = bool(_nodes_of(prompt, KEYPOINT_LOADERS))
         manifest = Manifest(opts.output_dir / "manifest.jsonl", opts.output_dir)
         keys = [p.relative_to(opts.input_dir).as_posix() for p in images]

@@ -57,6 +57,15 @@ class Transient(Exception):
 def _check_image(path: Path) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
+    from ..errors import RefSDError
+    from ..pipeline.video import VIDEO_SUFFIXES, video_info
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            return None if video_info(path)["width"] > 0 else "the video has no picture"
+        except RefSDError as e:
+            return str(e)
+
     try:
         with Image.open(path) as im:
             im.load()
@@ -78,6 +87,18 @@ def _labels(prompt: dict) -> dict[str, str]:
             base = f"{base}_{nid}"
         labels[nid] = base
     return labels
+
+
+def video_summary(track_ids: list, attributes: list | None) -> dict:
+    """``{"frames", "tracks": {id: {"frames", "attributes"}}}`` from RefSD Track People's ids per frame and
+    person and RefSD Render Avatar's attributes per frame (one per fitted, i.e. tracked, person)."""
+    tracks: dict[str, dict] = {}
+    for f, row in enumerate(track_ids):
+        drawn = (attributes or [])[f] if attributes and f < len(attributes) else []
+        for k, tid in enumerate([t for t in row if t is not None]):
+            t = tracks.setdefault(str(tid), {"frames": 0, "attributes": drawn[k] if k < len(drawn) else None})
+            t["frames"] += 1
+    return {"frames": len(track_ids), "tracks": tracks}
 
 
 def _max_leak(prompt: dict) -> float:
@@ -189,6 +210,9 @@ class _Runner:
             "detections": detections_of(result.outputs, prompt),
             "identity": _first_ui(result.outputs, prompt, "RefSDPrivacyCheck", "identity"),
         }
+        tracks = _first_ui(result.outputs, prompt, "RefSDTrackPeople", "track_ids")
+        if tracks is not None:  # a video graph: the frames and each track's frames and look
+            rec["video"] = video_summary(tracks, rec["attributes"])
         source_ui = _first_ui(result.outputs, prompt, "RefSDRenderAvatar", "attribute_source")
         if source_ui and isinstance(source_ui[0], dict) and source_ui[0].get("distribution"):
             rec["distribution"] = source_ui[0]["distribution"]
