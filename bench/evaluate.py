@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from _common import timeit  # noqa: E402
 
 from refsd.evaluate import Evaluator, avatar_pose_keypoint, check_identity, gaussian_blur  # noqa: E402
 from refsd.pipeline import RefSDPipeline, load_image  # noqa: E402
@@ -36,16 +36,6 @@ PHOTOS = {"camera.png": ROOT / "samples" / "camera.png", "astronaut.png": CACHE 
 
 def _r(x):
     return None if x is None else round(x, 3)
-
-
-def _best(fn, repeats: int):
-    fn()  # warm-up
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, min(times)
 
 
 def main() -> int:
@@ -70,8 +60,8 @@ def main() -> int:
         photos[name] = photo
         avatar = avatar_pose_keypoint(res.fit, res.people)
         e = ev(photo, res.image, kp, avatar_keypoints=avatar)
-        _, t_id = _best(lambda p=photo, r=res, k=kp: id_only(p, r.image, k), args.repeats)
-        _, t_pose = _best(lambda p=photo, r=res, k=kp: pose_only(p, r.image, k), args.repeats)
+        t_id = timeit(lambda p=photo, r=res, k=kp: id_only(p, r.image, k), args.repeats) / 1e3
+        t_pose = timeit(lambda p=photo, r=res, k=kp: pose_only(p, r.image, k), args.repeats) / 1e3
         row = {
             "size": [int(photo.shape[1]), int(photo.shape[0])], "people": len(e.pose),
             "faces": [{"person": f.person, "similarity": _r(f.similarity), "sharp": _r(f.similarity_sharp),

@@ -86,8 +86,7 @@ def pseudonymize_frames(pipe, frames: Sequence[Any], seed: int, state: VideoStat
     sizes = {tuple(i.shape[:2]) for i in imgs}
     if len(sizes) > 1:
         raise PipelineError(f"the frames of a video must share one size; got {sorted(sizes)}")
-    found = [find_people(pipe.detector_of, img, kp if kp is None else [kp] if isinstance(kp, dict) else kp,
-                         people, pipe.detect_options) for img, kp in zip(imgs, kps, strict=True)]
+    found = [find_people(pipe.detector_of, img, kp, people, pipe.detect_options) for img, kp in zip(imgs, kps, strict=True)]
     options = pipe.fit_options_for(found[0])
     tracked, _ids = track_pose_keypoint([f.pose_keypoint[0] for f in found], tracker=state.tracker,
                                         coords=options["coords"])

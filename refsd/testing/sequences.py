@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..body import POSE_JOINT_NAMES as JOINTS
 from ..fit.camera import Camera
 from ..fit.kinematics import matrix_to_axis_angle, rot_x, rot_y
 from ..fit.metrics import pa_mpjpe
@@ -31,11 +32,6 @@ __all__ = ["SyntheticSequence", "KINDS", "make_sequence", "fitted_joints", "acce
 KINDS = ("walking", "turning", "crossing", "occlusion")
 EVAL_COCO18 = [1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # neck, nose, arms, legs (as bench/fit.py)
 IMG, FPS = 512, 25.0
-JOINTS = (
-    "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle", "spine3",
-    "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
 
 
 @dataclass
