@@ -219,8 +219,9 @@ class RefSDPipeline:
         timings["fit"] = time.perf_counter() - t0
         return self._build(index, img, found, fit, seed, timings)
 
-    def _build(self, index: int, img: torch.Tensor, found, fit, seed: int, timings: dict) -> _Prepared:
-        """Everything after the fit: render, person region, removal, composite, and the crops to refine."""
+    def _build(self, index: int, img: torch.Tensor, found, fit, seed: int, timings: dict, memory=None) -> _Prepared:
+        """Everything after the fit: render, person region, removal, composite, and the crops to refine.
+        ``memory``: a video's :class:`~refsd.composite.temporal.BackgroundMemory` (fill from earlier frames)."""
         from ..composite import composite, crop_batch, crop_mask_batch, people_crop_boxes, region_masks, remove_people
         from ..render.avatar import render_avatars
 
@@ -235,11 +236,17 @@ class RefSDPipeline:
         region, per = region_masks(model, fit, self.margin, (p.alpha, found.segmentation), image=img, reach=self.reach)
         dev_img = img.to(self.device)
         region_d = region.to(self.device)
-        background = remove_people(dev_img, region_d)
-        if self.refiner is not None and self.sd_removal and fit.num_people and hasattr(self.refiner, "inpaint_background"):
+        if memory is None:
+            background, unseen = remove_people(dev_img, region_d), region_d
+        else:  # a video: what earlier frames saw fills the hole; only the never-seen rest is new
+            background, unseen, _info = memory.fill(dev_img, region_d)
+        if (self.refiner is not None and self.sd_removal and fit.num_people and hasattr(self.refiner, "inpaint_background")
+                and bool((unseen > 0.5).any())):
             # regenerate the removed region with SD inpainting (refsd_full's graph does the same)
             background = self.refiner.inpaint_background(
-                background, region_d, int(seed), steps=self.steps, strength=self.removal_denoise, guidance=self.guidance)
+                background, unseen, int(seed), steps=self.steps, strength=self.removal_denoise, guidance=self.guidance)
+        if memory is not None:
+            memory.remember(dev_img, region_d, background)
         self._sync()
         t3 = time.perf_counter()
         timings["remove"] = t3 - t2
