@@ -293,3 +293,27 @@ def test_cuda_matches_cpu(detections):
     d = PersonDetector("full", model_dirs=[require_detect_models()], device="cuda")(_photo("bus.jpg"))
     for a, b in zip(d.people, detections["bus.jpg"].people, strict=True):
         assert np.abs(a.landmarks[:, :2] - b.landmarks[:, :2]).max() < 0.5
+
+
+def test_following_a_video_finds_the_people_the_detector_misses(detector):
+    """MediaPipe's tracking mode (``follow``) on bus.jpg under a 4 px/frame pan: with the detector
+    made blind (min_score 0.99: its scores here are 0.91-0.98), frame 9 still has both men, found
+    where frame 8 had them, once each; following a frame's own people adds no one."""
+    from refsd.testing.video import pan_video
+
+    photo = np.asarray(Image.fromarray(_photo("bus.jpg")).resize((405, 540), Image.LANCZOS))
+    frames = pan_video(photo, 10, (320, 480), (4, 0))
+    prev = detector(frames[8])
+    men = [p for p in prev.people if p.box[3] > 150]  # the two men (faces at y ~ 220; not the top edge)
+    assert len(men) == 2 and all(p.align is not None and not p.followed for p in men)
+    assert detector(frames[9], min_score=0.99).num_people == 0
+    found = detector(frames[9], min_score=0.99, follow=men)
+    assert found.num_people == 2 and all(p.followed for p in found.people)
+    for p in found.people:
+        # the same man: his landmarks moved by the pan (4 px left) and his own step, not to the other man
+        d = [np.median(np.linalg.norm(p.landmarks[:, :2] - (q.landmarks[:, :2] - [4, 0]), axis=1)) for q in men]
+        assert min(d) < 8 and max(d) > 40, d
+        assert p.score == p.presence > 0.5 and p.mask.shape == (480, 320)
+    again = detector(frames[8], follow=prev.people)
+    assert again.num_people == prev.num_people
+    assert detector(frames[9], follow=[]).num_people == detector(frames[9]).num_people

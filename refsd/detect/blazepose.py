@@ -40,6 +40,11 @@ LANDMARK_SIZE = 256
 #: Two masks sharing more than this fraction of the smaller one are one person (a tile that saw
 #: only part of someone, e.g. the cameraman's hands and camera with the heavy model: 36 %).
 DUPLICATE_OVERLAP = 0.3
+#: A followed person's visible landmarks span at least this fraction of their crop's side.
+FOLLOW_MIN_EXTENT = 0.3
+#: A person of the previous frame is found again (not followed) when a detected person's landmarks lie
+#: within this fraction of their size (median point distance: a step between frames, not a neighbour).
+FOLLOW_MATCH = 0.2
 #: Tiles smaller than this (pixels of the photo) are not worth a detector pass.
 MIN_TILE = 96
 
@@ -60,6 +65,10 @@ class DetectedPerson:
         landmarks: ``(33, 5)`` BlazePose landmarks ``x, y, z, visibility, presence`` (z in the
             scale of x, smaller = nearer the camera; visibility and presence 0..1).
         mask: ``(H, W)`` float 0..1, the person's segmentation (0 outside the crop).
+        align: MediaPipe's two alignment points (hip centre, full-body scale point), ``((x, y), (x, y))``:
+            where the next frame's landmark crop goes (``follow``).
+        followed: found by following the previous frame's person (``follow``), not by the detector;
+            then ``score`` is the presence and ``box`` the landmarks' bounds.
     """
 
     score: float
@@ -68,6 +77,8 @@ class DetectedPerson:
     roi: tuple[float, float, float, float]
     landmarks: np.ndarray
     mask: torch.Tensor
+    align: tuple | None = None
+    followed: bool = False
 
     def keypoints(self, index: int = 0, width: int | None = None, height: int | None = None) -> PersonKeypoints:
         """COCO-18 + feet; a point outside the photo (when its size is given) is missing."""
@@ -122,7 +133,8 @@ class Detections:
     def scores(self) -> list[dict]:
         """Per person: detector score, pose presence and box (what the run manifest records)."""
         return [
-            {"score": round(p.score, 4), "presence": round(p.presence, 4), "box": [round(v, 1) for v in p.box]}
+            {"score": round(p.score, 4), "presence": round(p.presence, 4), "box": [round(v, 1) for v in p.box],
+             **({"followed": True} if p.followed else {})}
             for p in self.people
         ]
 
@@ -138,6 +150,14 @@ def _load(path: Path, device) -> TFLiteModel:
         if model is None:
             model = _MODELS[cache_key] = TFLiteModel(path, device=device)
     return model
+
+
+def _same_pose(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    """Two landmark sets ``(33, >=2)`` are one person when their median point distance is under
+    ``tol`` x the person's size (for followed people: masks of two people may overlap, since the
+    segmentation covers everyone in a crop, so the landmarks decide)."""
+    size = float(np.ptp(b[:, :2], axis=0).max())
+    return size > 0 and float(np.median(np.linalg.norm(a[:, :2] - b[:, :2], axis=1))) < tol * size
 
 
 def _same_person(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -255,7 +275,8 @@ class PersonDetector:
 
     @torch.inference_mode()
     def __call__(
-        self, image, *, min_score: float = 0.5, max_people: int = 8, min_presence: float = 0.5
+        self, image, *, min_score: float = 0.5, max_people: int = 8, min_presence: float = 0.5,
+        follow: Sequence | None = None,
     ) -> Detections:
         """Find up to ``max_people`` people with detector score >= ``min_score`` whose landmark
         pass confirms a person (presence >= ``min_presence``).
@@ -266,6 +287,12 @@ class PersonDetector:
         and 34), as MediaPipe's tracker does from frame to frame, and the second pass is kept.
         People found in the whole photo keep the single pass of MediaPipe's still-image mode
         (a second pass there was better on bus.jpg, worse on camera.png: 23 -> 44 px median).
+
+        ``follow``: video frames, MediaPipe's tracking mode. The previous frame's people
+        (their ``align`` points) are looked for again with one landmark pass on the crop placed
+        from where they were, so a person the detector misses in this frame (it does, for a few
+        frames, as people turn or are cut by the edge) is still found while the landmark model
+        sees them (presence >= ``min_presence``); someone the detector also found is kept once.
         """
         if not 0.0 <= min_score <= 1.0 or not 0.0 <= min_presence <= 1.0:
             raise DetectError(f"scores are 0..1; got min_score={min_score}, min_presence={min_presence}")
@@ -275,33 +302,59 @@ class PersonDetector:
         h, w = img.shape[:2]
         dets = Detections(width=w, height=h)
         found = self._candidates(img, min_score, 2 * max_people) if max_people else None
-        if found is None:
-            return dets
-        boxes, kps, scores, in_tile = found
-        rois = decode.detection_rois(kps)
-        landmarks, presence, masks = self._landmarks(img, rois)
-        if bool(in_tile.any()):
-            again = decode.detection_rois(landmarks[in_tile][:, [ALIGN_HIPS, ALIGN_SCALE], :2])
-            rois[in_tile] = again
-            landmarks[in_tile], presence[in_tile], masks[in_tile] = self._landmarks(img, again)
+        if found is not None:
+            boxes, kps, scores, in_tile = found
+            rois = decode.detection_rois(kps)
+            landmarks, presence, masks = self._landmarks(img, rois)
+            if bool(in_tile.any()):
+                again = decode.detection_rois(landmarks[in_tile][:, [ALIGN_HIPS, ALIGN_SCALE], :2])
+                rois[in_tile] = again
+                landmarks[in_tile], presence[in_tile], masks[in_tile] = self._landmarks(img, again)
+            self._keep(dets, rois, landmarks, presence, masks, max_people, min_presence, scores=scores, boxes=boxes)
+        # the previous frame's people whom the detector did not find again: one landmark pass where they were
+        lost = [p for p in (follow or []) if getattr(p, "align", None) is not None
+                and not any(_same_pose(p.landmarks, q.landmarks, FOLLOW_MATCH) for q in dets.people)]
+        if lost and dets.num_people < max_people:
+            rois = decode.detection_rois(torch.tensor([p.align for p in lost], device=self.device, dtype=torch.float32))
+            self._keep(dets, rois, *self._landmarks(img, rois), max_people, min_presence)
+        return dets
+
+    def _keep(self, dets: Detections, rois, landmarks, presence, masks, max_people: int, min_presence: float,
+              scores=None, boxes=None) -> None:
+        """Append the confirmed people of one landmark pass to ``dets`` (once each). Without
+        ``scores`` they are followed people (``follow``): score = presence, box = the visible
+        landmarks' bounds, and a person is new only if their pose is not one already kept."""
+        h, w = dets.height, dets.width
+        align = landmarks[:, [ALIGN_HIPS, ALIGN_SCALE], :2].cpu().numpy().astype(np.float64)
         landmarks = landmarks[:, :NUM_LANDMARKS].cpu().numpy().astype(np.float64)
+        followed = scores is None
         for i in range(len(rois)):
             if float(presence[i]) < min_presence or dets.num_people >= max_people:
                 continue
+            if followed:
+                seen = landmarks[i][landmarks[i][:, 3] > 0.5, :2]
+                seen = seen if len(seen) else landmarks[i][:, :2]
+                # a person fills their crop; points squeezed into a corner of it are no one (an edge artefact)
+                if float(np.ptp(seen, axis=0).max()) < FOLLOW_MIN_EXTENT * float(rois[i, 2]):
+                    continue
+                if any(_same_pose(landmarks[i], p.landmarks, FOLLOW_MATCH) for p in dets.people):
+                    continue
+                box = (*seen.min(0), *seen.max(0))
             mask = decode.roi_mask_to_image(masks[i], rois[i], h, w)
-            if any(_same_person(mask, p.mask) for p in dets.people):
+            if not followed and any(_same_person(mask, p.mask) for p in dets.people):
                 continue
             dets.people.append(
                 DetectedPerson(
-                    score=scores[i],
+                    score=float(presence[i]) if followed else scores[i],
                     presence=float(presence[i]),
-                    box=tuple(float(v) for v in boxes[i]),
+                    box=tuple(float(v) for v in (box if followed else boxes[i])),
                     roi=tuple(float(v) for v in rois[i]),
                     landmarks=landmarks[i],
                     mask=mask,
+                    align=tuple(tuple(float(v) for v in pt) for pt in align[i]),
+                    followed=followed,
                 )
             )
-        return dets
 
 
 def detect_people(image, *, variant: str = "full", model_dirs=None, device=None, **kwargs) -> Detections:

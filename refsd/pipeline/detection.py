@@ -54,12 +54,15 @@ class FoundPeople:
     segmentation: torch.Tensor | None = None  # (H, W) detector union mask, CPU
     detections: list[dict] | None = None  # per person {"score", "presence", "box"}
     seconds: float = 0.0
+    people: list | None = None  # the detector's DetectedPerson list (a video's next frame follows them)
 
 
-def find_people(detector_of, image: torch.Tensor, keypoints: Any, people: str, options: dict) -> FoundPeople:
+def find_people(detector_of, image: torch.Tensor, keypoints: Any, people: str, options: dict,
+                follow: list | None = None) -> FoundPeople:
     """The keypoints of one image (``(H, W, 3)``) under ``people``. ``detector_of()`` gives the
     detector (built on first use); ``options``: its call's ``min_score``, ``max_people``,
-    ``min_presence``."""
+    ``min_presence``; ``follow``: the previous video frame's detected people (the detector's
+    tracking mode, :class:`refsd.detect.PersonDetector`)."""
     source = people_source(people, keypoints is not None)
     if source == "file":
         if keypoints is None:
@@ -69,10 +72,10 @@ def find_people(detector_of, image: torch.Tensor, keypoints: Any, people: str, o
     from ..keypoints import to_pose_keypoint
 
     t0 = time.perf_counter()
-    dets = detector_of()(image, **options)
+    dets = detector_of()(image, **options, **({"follow": follow} if follow else {}))
     frame = dets.frame()
     return FoundPeople(
         pose_keypoint=to_pose_keypoint([frame], coords="pixels", confidence="keep"),
         source="detect", segmentation=dets.union_mask().float().cpu(), detections=dets.scores(),
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, people=dets.people,
     )
