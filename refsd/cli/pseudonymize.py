@@ -11,7 +11,9 @@
 Videos (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``, ``.m4v``) are pseudonymized chunk by
 chunk with the people tracked across frames, one replacement per tracked person
 (:mod:`refsd.cli.video`): ``OUT/<stem>/pseudonymized.mp4`` at the input's frame rate,
-``--chunk-frames``, ``--save-frames``; not on Ray yet.
+``--chunk-frames``, ``--save-frames``; without sound unless ``--keep-audio`` (a voice identifies
+a person too; the record's ``audio`` says ``copied``, ``none``, ``dropped`` or ``failed``).
+A finished video whose ``audio`` does not match ``--keep-audio`` is redone.
 
 Keypoints: ``<stem>.json`` (POSE_KEYPOINT) beside each image, or under ``--keypoints DIR``
 with the same relative path (:func:`refsd.comfyapi.manifest.keypoints_for`). ``--people``:
@@ -37,7 +39,9 @@ failing stage is an ``error``. People whose keypoints could not be fitted would 
 recognisable, so such an image is an ``error`` (no output) unless ``--allow-unfitted``.
 
 With ``--ray`` the images run in Ray Data actors (:mod:`refsd.cli.workers`); the outputs are
-the same files as a single-process run with the same seed and the same ``--threads``.
+the same files as a single-process run with the same seed and the same ``--threads``. Each video
+is one task of an actor, which writes its chunks and video into the output folder itself (so
+that folder must be at the same path on every Ray node, as the inputs).
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="videos: frames processed (and kept in memory) at a time; a run resumes at the last finished chunk")
     p.add_argument("--save-frames", action="store_true",
                    help="videos: also keep every pseudonymized frame as OUT/<stem>/frames/NNNNNN.png")
+    p.add_argument("--keep-audio", action="store_true",
+                   help="videos: copy the input's audio into the output (default: left out, as voices identify "
+                   "people too: personal data like the faces). Remuxed when MP4 carries its codec, else AAC; "
+                   "trimmed to the video")
     p.add_argument("--allow-unfitted", action="store_true",
                    help="write outputs even when some people in the keypoints could not be fitted (they stay as they are)")
     p.add_argument("--keep-failed", action="store_true", help="keep outputs of images that fail the privacy check")
@@ -190,6 +198,12 @@ def _write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
         os.replace(tmp, path)
 
 
+def _audio_as_asked(rec: dict, keep: bool) -> bool:
+    """Whether a finished video's ``audio`` fits ``--keep-audio`` (else it is redone: a voice that was
+    copied must go when the audio is no longer asked for). No field: a run that wrote no audio."""
+    return rec.get("audio") in (("copied", "none", "failed") if keep else ("dropped", "none", "failed", None))
+
+
 def pseudonymize(args) -> dict[str, int]:
     """The command's work; returns the manifest summary (raises RefSDError on bad settings)."""
     if args.chunk_frames < 1:
@@ -206,7 +220,7 @@ def pseudonymize(args) -> dict[str, int]:
     att = config.get("attributes")
     options = {"allow_unfitted": args.allow_unfitted, "keep_failed": args.keep_failed,
                "save_extras": args.save_extras, "max_leak": args.max_leak, "output_dir": str(out_dir),
-               "chunk_frames": args.chunk_frames, "save_frames": args.save_frames,
+               "chunk_frames": args.chunk_frames, "save_frames": args.save_frames, "keep_audio": args.keep_audio,
                "distribution": att if isinstance(att, dict) and "fixed_person" not in att else None}
     keys_in_order: list[str] = []
     items: list[dict] = []
@@ -220,9 +234,11 @@ def pseudonymize(args) -> dict[str, int]:
         seed = image_seed(args.seed, key)
         kp = None if args.people == "detect" else keypoints_for(path, root, kp_root)
         source = "detect" if kp is None and args.people != "file" else "file"
-        # done: ok, outputs present, same seed, people from the same source
+        video = path.suffix.lower() in VIDEO_SUFFIXES
+        # done: ok, outputs present, same seed, people from the same source (videos: audio as asked)
         if (not args.no_resume and manifest.is_done(key, people_source=source)
-                and manifest.records[key].get("seed") == seed):
+                and manifest.records[key].get("seed") == seed
+                and (not video or _audio_as_asked(manifest.records[key], args.keep_audio))):
             continue
         if kp is None and source == "file":
             where = f"under {kp_root}" if kp_root else "beside the image"
@@ -232,11 +248,6 @@ def pseudonymize(args) -> dict[str, int]:
             continue
         prev = manifest.records.get(key)
         attempts = (prev.get("attempts", 1) + 1) if prev and prev.get("status") == "error" else 1
-        video = path.suffix.lower() in VIDEO_SUFFIXES
-        if video and args.ray is not None:
-            manifest.write({"image": key, "status": "skipped", "seed": seed,
-                            "error": "videos are not run on Ray yet: pseudonymize them without --ray"})
-            continue
         items.append({"image": key, "path": str(path), "keypoints": str(kp) if kp is not None else None,
                       "people": source, "seed": seed, "attempts": attempts, "video": video})
     if any(it["people"] == "detect" for it in items):

@@ -4,19 +4,27 @@ A video is read in chunks of ``--chunk-frames`` frames (memory bounded by the ch
 chunk goes through :func:`refsd.pipeline.video.pseudonymize_frames` (people tracked and fitted
 coherently, one look and one seed per track) and its frames are written as PNGs into
 ``OUT/<stem>/.chunks/``, with the tracks, warm-start fits and shapes in
-``OUT/<stem>/.video_state.json``, both replaced atomically after every chunk: a killed run
+``OUT/<stem>/.video_state.json`` (the background memory beside it as ``.npz``: the last clean
+background and the last frame with its people blanked, no person pixel), all replaced
+atomically after every chunk: a killed run
 goes on from its last finished chunk. At the end ``OUT/<stem>/pseudonymized.mp4`` (H.264, the
-input's frame rate; the audio is not copied) is encoded from them, and with ``--save-frames``
+input's frame rate) is encoded from them, and with ``--save-frames``
 the frames are kept as ``OUT/<stem>/frames/000000.png`` ... Keypoints: ``<stem>.json`` beside
 the video (POSE_KEYPOINT with one frame per video frame), else the person detector. The
 manifest line of a video has ``video`` (frames, frame rate, chunks, each track's frames and
 attributes) and per-frame privacy results; a frame that fails the privacy check fails the
 video.
+
+Audio: by default the output has none, as a voice identifies a person as well as a face does
+(personal data under the GDPR, like the picture). ``--keep-audio`` copies the input's first audio
+stream (:mod:`refsd.pipeline.audio`: remuxed when MP4 carries its codec, else AAC; from the first
+frame, trimmed to the video's length). The record's ``audio`` says what happened: ``copied``,
+``none`` (the input has no audio), ``dropped`` (it has, without ``--keep-audio``) or ``failed``
+(unreadable: the video is written without it); ``notes`` say how.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -29,10 +37,14 @@ OUTPUT_VIDEO = "pseudonymized.mp4"
 STATE = ".video_state.json"
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def _audio(writer, info: dict) -> tuple[str, list[str]]:
+    """The record's ``audio`` ("copied", "none", "dropped", "failed") and its notes."""
+    if writer.audio is not None:  # --keep-audio
+        return writer.audio.status, list(writer.audio.notes)
+    if info.get("audio"):
+        return "dropped", [f"the input's {info['audio']} audio was left out (voices identify people too; "
+                           "--keep-audio copies it)"]
+    return "none", []
 
 
 def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
@@ -60,8 +72,7 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         kps = load_pose_keypoint_file(item["keypoints"]) if item.get("keypoints") else None
         chunks_dir.mkdir(parents=True, exist_ok=True)
         state_file = vdir / STATE
-        saved = json.loads(state_file.read_text()) if state_file.is_file() else None
-        state = VideoState.from_dict(saved) if saved else VideoState()
+        state, saved = VideoState.load(state_file, pipe.device) if state_file.is_file() else (VideoState(), None)
         frames_meta = saved["frames_meta"] if saved else []  # the finished frames' privacy results
         for frames in read_video(item["path"], chunk, start=state.frames_done):
             start = state.frames_done
@@ -82,15 +93,17 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
                                                                           ("leaks", "max_similarity", "passed",
                                                                            "threshold")},
                                     "faces": None if ident is None else ident["faces"]})
-            _atomic_json(state_file, {**state.to_dict(), "frames_meta": frames_meta})  # one file: consistent on a kill
+            state.save(state_file, {"frames_meta": frames_meta})  # JSON last: consistent on a kill
         if state.frames_done == 0:
             raise ValueError("the video has no frames")
-        writer = VideoWriter(vdir / (OUTPUT_VIDEO + ".part"), info["fps"])
+        keep_audio = bool(options.get("keep_audio"))
+        writer = VideoWriter(vdir / (OUTPUT_VIDEO + ".part"), info["fps"], audio=item["path"] if keep_audio else None)
         try:
             for n in range(state.frames_done):
                 writer.write(np.asarray(Image.open(chunks_dir / f"{n:06d}.png").convert("RGB")))
         finally:
             writer.close()
+        audio, notes = _audio(writer, info)
         os.replace(vdir / (OUTPUT_VIDEO + ".part"), vdir / OUTPUT_VIDEO)
     except Exception as e:  # per-video failure: recorded, not fatal; finished chunks are kept for a resume
         rec.update(status="error", error=f"{type(e).__name__}: {e}", seconds=round(time.perf_counter() - t0, 3))
@@ -103,7 +116,8 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         outputs += [f"{stem}/frames/{n:06d}.png" for n in range(state.frames_done)]
     else:
         shutil.rmtree(chunks_dir, ignore_errors=True)
-    (vdir / STATE).unlink(missing_ok=True)
+    for f in [vdir / STATE, *vdir.glob(STATE + ".*.npz")]:
+        f.unlink(missing_ok=True)
     leak = max(m["leak_ratio"] for m in frames_meta)
     pixel_ok = leak <= options.get("max_leak", 0.0)
     unfitted = sum(m["unfitted"] for m in frames_meta)
@@ -115,13 +129,14 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         privacy_passed=all(m["privacy_passed"] for m in frames_meta),
         attributes=[[t["attributes"] for _tid, t in sorted(state.tracks.items())]],
         video={"frames": state.frames_done, "fps": info["fps"], "chunk_frames": chunk,
+               "crops_refined": state.crops_refined, "crops_continued": state.crops_continued,
                "tracks": {str(k): v for k, v in sorted(state.tracks.items())},
                "frames_failed": [n for n, m in enumerate(frames_meta) if not m["privacy_passed"]]},
         identity=[{"leaks": sum((m["identity"] or {}).get("leaks", 0) for m in frames_meta),
                    "max_similarity": max([m["identity"]["max_similarity"] for m in frames_meta
                                           if m["identity"] and m["identity"]["max_similarity"] is not None],
                                          default=None)}],
-        seconds=round(time.perf_counter() - t0, 3),
+        audio=audio, notes=notes, seconds=round(time.perf_counter() - t0, 3),
     )
     if error and not options.get("keep_failed"):
         (vdir / OUTPUT_VIDEO).unlink(missing_ok=True)

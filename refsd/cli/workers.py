@@ -10,7 +10,10 @@ CPUs); the driver writes the outputs and the manifest, so the results are the sa
 as a single-process run with the same seed and the same ``--threads`` (torch's CPU kernels
 add up in a thread-dependent order, so the thread count is part of bit-exactness; on GPUs,
 the same GPU model and software). The input (and ``--keypoints``) folder must be
-readable at the same path on every Ray node.
+readable at the same path on every Ray node. A video is one task of an actor, which runs
+:func:`refsd.cli.video.process_video` as the single process does (same files, record and
+per-chunk resume) and writes into the output folder itself: on a cluster that folder must be
+shared at the same path (a node without it records the video as an error).
 """
 
 from __future__ import annotations
@@ -143,10 +146,26 @@ class _RayWorker:
 
         records, blobs = [], []
         for payload in batch["item"]:
-            rec, files = process_one(self.pipe, json.loads(str(payload)), self.options, self.worker)
+            item = json.loads(str(payload))
+            if item.get("video"):
+                rec, files = self._video(item), {}
+            else:
+                rec, files = process_one(self.pipe, item, self.options, self.worker)
             records.append(json.dumps(rec))
             blobs.append(json.dumps({k: base64.b64encode(v).decode("ascii") for k, v in files.items()}))
         return {"record": np.array(records, dtype=object), "files": np.array(blobs, dtype=object)}
+
+    def _video(self, item: dict) -> dict:
+        """One video, written by this actor into the (shared) output folder, as in a local run."""
+        from .video import process_video
+
+        out = Path(self.options["output_dir"])
+        if not out.is_dir():
+            return {"image": item["image"], "seed": item["seed"], "attempts": item.get("attempts", 1),
+                    "worker": self.worker, "status": "error",
+                    "error": f"the output folder {out} is not on this Ray node ({self.worker}): videos on Ray "
+                    "write their frames there, so it must be shared at the same path on every node"}
+        return process_video(self.pipe, item, self.options, self.worker)
 
 
 def run_ray(config: dict, items: list[dict], options: dict, on_result: Callable[[dict, dict], None],
