@@ -6,6 +6,13 @@ Per-image records are dicts: ``{"image", "status" ("ok" / "error" / "skipped"), 
 "evaluation" (:meth:`ImageEvaluation.to_dict`), "leak_ratio" / "privacy_passed" (the run's
 pixel check, from its manifest), "attributes" (the people as sampled), "observed" (a
 classifier's labels per person, optional)}``.
+
+A video's record (:mod:`~refsd.evaluate.video`) adds ``"video"``
+(:meth:`VideoEvaluation.to_dict`: frames, frames evaluated, the frames that leak, mean OKS, per
+frame measures) and its ``evaluation`` holds every evaluated frame's faces and pose rows: each
+evaluated frame counts like one image in the identity and pose statistics (and in the seconds
+per image); the summary's ``videos`` lists each video's totals and ``report.md`` has a table of
+them.
 """
 
 from __future__ import annotations
@@ -49,6 +56,22 @@ def _pose_summary(rows: list[dict]) -> dict[str, Any] | None:
     return out
 
 
+def _frames(r: Mapping[str, Any]) -> int:
+    """How many images a record counts as: a video's evaluated frames, else 1."""
+    return int(r["video"]["frames_evaluated"]) if r.get("video") else 1
+
+
+def _seconds(r: Mapping[str, Any]) -> list[float]:
+    """Seconds per image of a record: a video's per evaluated frame."""
+    if r.get("video"):
+        return [float(f["seconds"]) for f in r["video"].get("per_frame") or []]
+    return [sum((r["evaluation"].get("seconds") or {}).values())]
+
+
+def _video_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"image": r["image"], **{k: v for k, v in r["video"].items() if k != "per_frame"}}
+
+
 def summarize(records: Sequence[Mapping[str, Any]], distribution: Mapping | None = None) -> dict[str, Any]:
     """The dataset's numbers from the per-image records (module docstring); ``distribution``:
     the requested :class:`~refsd.people.AttributeDistribution` as a dict (None: counts only)."""
@@ -57,7 +80,7 @@ def summarize(records: Sequence[Mapping[str, Any]], distribution: Mapping | None
     checked = [r for r in ok if r["evaluation"].get("identity") is not None]
     leaks = [f for f in faces if f["leak"]]
     identity = {
-        "images_checked": len(checked), "faces": len(faces), "leaks": len(leaks),
+        "images_checked": sum(_frames(r) for r in checked), "faces": len(faces), "leaks": len(leaks),
         "leak_rate": len(leaks) / len(faces) if faces else None,
         "images_with_leak": sorted({f["image"] for f in leaks}),
         "faces_removed": sum(not f["found_in_output"] for f in faces),
@@ -81,7 +104,8 @@ def summarize(records: Sequence[Mapping[str, Any]], distribution: Mapping | None
         "attributes": sampled_vs_requested(people, distribution) if people else None,
         "attributes_requested": dict(distribution) if distribution is not None else None,
         "observed": observed_vs_sampled(people, observed) if observed and len(observed) == len(people) else None,
-        "seconds_per_image": _stats([sum((r["evaluation"].get("seconds") or {}).values()) for r in ok]),
+        "seconds_per_image": _stats([t for r in ok for t in _seconds(r)]),
+        "videos": [_video_row(r) for r in ok if r.get("video")] or None,
     }
     return out
 
@@ -95,13 +119,15 @@ def _identity_md(s: dict) -> list[str]:
     i = s["identity"]
     if i is None:
         return ["Not checked (`--no-identity`)."]
+    videos = bool(s.get("videos"))
     verdict = ("**No face of the photos is still recognisable.**" if i["leaks"] == 0 else
                f"**{i['leaks']} face(s) are still recognisable: do not publish these images** "
-               f"({', '.join(i['images_with_leak'])}).")
+               f"({', '.join(i['images_with_leak'])}" + ("; the videos' frames: see Videos" if videos else "")
+               + ").")
     return [
         verdict, "",
         "| measure | value |", "|---|---|",
-        f"| images checked | {i['images_checked']} |",
+        f"| images checked{' (a video frame counts as one)' if videos else ''} | {i['images_checked']} |",
         f"| faces found in the photos | {i['faces']} |",
         f"| faces still recognisable (leak), rate | {i['leaks']}, {_f(i['leak_rate'])} |",
         f"| faces no longer found in the output (face removed) | {i['faces_removed']} |",
@@ -118,11 +144,12 @@ def _identity_md(s: dict) -> list[str]:
     ]
 
 
-def _pose_md(p: dict | None, what: str) -> list[str]:
+def _pose_md(p: dict | None, what: str, videos: bool = False) -> list[str]:
     if p is None:
         return [f"Not measured ({what})."]
     lines = [
-        f"{p['people']} people; mean OKS **{_f(p['oks']['mean'])}** (median {_f(p['oks']['median'])}), "
+        f"{p['people']} people{' (a person in each evaluated video frame counts once)' if videos else ''}; "
+        f"mean OKS **{_f(p['oks']['mean'])}** (median {_f(p['oks']['median'])}), "
         f"{_f(100 * p['oks_at_least_0.5'], 1)} % with OKS >= 0.5; PCK@0.05 {_f(p['pck'].get('0.05'))}, "
         f"PCK@0.1 {_f(p['pck'].get('0.1'))}; {p['not_found']} not found.", "",
         "| joint group | OKS | PCK@0.1 | people |", "|---|---|---|---|",
@@ -148,6 +175,35 @@ def _attributes_md(s: dict) -> list[str]:
     return lines
 
 
+def _frame_list(frames: list[int], stride: int, most: int = 8) -> str:
+    """Frame indices as runs (``0-12, 40``; a run steps by the stride, two frames are listed), at most
+    ``most`` runs shown."""
+    if not frames:
+        return "none"
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + stride:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    text = ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + stride else f"{a}-{b}" for a, b in runs[:most])
+    return text + (f", ... ({len(frames)} frames)" if len(runs) > most else "")
+
+
+def _videos_md(s: Mapping[str, Any]) -> list[str]:
+    lines = ["Each video is measured frame by frame like a photo (every N-th frame with `--frame-stride N`); "
+             "each evaluated frame counts like one image above. The avatars alone are not measured for videos "
+             "(a video run saves no per-frame body fit). Per-frame measures: `images.jsonl`.", "",
+             "| video | frames evaluated | faces | leaks | frames that leak | max face similarity | mean OKS |",
+             "|---|---|---|---|---|---|---|"]
+    for v in s["videos"]:
+        every = f", every {v['frame_stride']}" if v["frame_stride"] > 1 else ""
+        lines.append(f"| {v['image']} | {v['frames_evaluated']} of {v['frames']}{every} | {_f(v['faces'])} | "
+                     f"{_f(v['leaks'])} | {_frame_list(v['leak_frames'], v['frame_stride'])} | "
+                     f"{_f(v['max_similarity'])} | {_f(v['mean_oks'])} |")
+    return lines + ["", "Mean OKS: the mean over the evaluated frames with people of each frame's mean OKS."]
+
+
 def write_report(summary: Mapping[str, Any], out_dir: str | Path, title: str = "RefSD evaluation") -> list[Path]:
     """Write ``eval.json``, ``report.md`` and the plots (:data:`PLOTS`, where there is data) into
     ``out_dir``; returns the paths written."""
@@ -164,9 +220,13 @@ def write_report(summary: Mapping[str, Any], out_dir: str | Path, title: str = "
     s = summary
     im = s["images"]
     px = s.get("pixels")
+    vids = s.get("videos") or []
+    frames = sum(v["frames_evaluated"] for v in vids)
     md = [f"# {title}", "",
-          f"Images: {im['ok']} evaluated, {im['error']} with errors, {im['skipped']} skipped; "
-          f"{_f(s['seconds_per_image']['mean'], 2)} s per image.", ""]
+          f"Images{' and videos' if vids else ''}: {im['ok']} evaluated"
+          + (f" ({len(vids)} video(s), {frames} frames)" if vids else "")
+          + f", {im['error']} with errors, {im['skipped']} skipped; "
+          f"{_f(s['seconds_per_image']['mean'], 2)} s per image{' or video frame' if vids else ''}.", ""]
     if s["errors"]:
         md += ["Errors:", ""] + [f"- `{k}`: {v}" for k, v in s["errors"].items()] + [""]
     md += ["## Privacy: identity", ""] + _identity_md(s) + [""]
@@ -177,9 +237,12 @@ def write_report(summary: Mapping[str, Any], out_dir: str | Path, title: str = "
     md += ["## Pose kept", "", "Keypoints found on the output against the input keypoints (OKS: COCO's keypoint "
            "similarity, 1 = same place; PCK@a: share of joints within a x the person's height). High values mean "
            "the new people stand exactly where the old ones stood, so pose labels stay valid.", ""]
-    md += _pose_md(s["pose"], "--no-pose") + [""]
+    md += _pose_md(s["pose"], "--no-pose", bool(vids)) + [""]
     md += ["### The avatars alone (fit + render, before diffusion)", ""]
-    md += _pose_md(s["avatar_pose"], "no body fit or avatar keypoints saved by the run") + [""]
+    md += _pose_md(s["avatar_pose"], "no body fit or avatar keypoints saved by the run"
+                   + ("; never for videos" if vids else "")) + [""]
+    if vids:
+        md += ["## Videos", ""] + _videos_md(s) + [""]
     md += ["## Attributes", ""] + _attributes_md(s) + [""]
     for p in plots:
         md += [f"![{p.stem}]({p.name})", ""]
