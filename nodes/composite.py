@@ -18,6 +18,7 @@ from ..refsd.composite import (
     remove_people,
 )
 from ..refsd.composite import pick as _pick
+from ..refsd.composite.temporal import BackgroundMemory
 from ..refsd.detect import SFACE_COSINE_THRESHOLD
 from ._common import BODY_FIT, BODY_MODEL, CATEGORY, CROPS, POSE_KEYPOINT
 
@@ -95,18 +96,41 @@ class RemovePeople(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The photo(s)."),
                 io.Mask.Input("mask", tooltip="Region to remove (RefSD Person Mask)."),
+                io.Boolean.Input(
+                    "video", default=False, optional=True,
+                    tooltip="The batch is the frames of one video, in order: each frame's hole is filled with the "
+                    "background earlier frames saw there (the camera's motion is estimated from the background), "
+                    "so the fill stays put instead of flickering; only never-seen pixels get a new fill. A scene "
+                    "cut starts afresh. Off: every image alone.",
+                ),
             ],
-            outputs=[io.Image.Output(display_name="IMAGE", tooltip="The photo with the people removed.")],
+            outputs=[
+                io.Image.Output(display_name="IMAGE", tooltip="The photo with the people removed."),
+                io.Mask.Output(
+                    display_name="unseen",
+                    tooltip="The part of the mask no earlier frame showed (with video on; else the whole mask): "
+                    "where an SD inpainting should generate new background, so the rest stays put.",
+                ),
+            ],
         )
 
     @classmethod
-    def execute(cls, image, mask) -> io.NodeOutput:
-        out = []
+    def execute(cls, image, mask, video=False) -> io.NodeOutput:
+        out, unseen = [], []
+        memory = BackgroundMemory() if video else None
         pbar = comfy.utils.ProgressBar(image.shape[0])
         for i in range(image.shape[0]):
-            out.append(remove_people(image[i], _pick(mask, i)).to(image.dtype))
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            m = _pick(mask, i)
+            if memory is None:
+                filled, new = remove_people(image[i], m), m > 0.5
+            else:
+                filled, new, _info = memory.fill(image[i], m)
+                memory.remember(image[i], m, filled)
+            out.append(filled.to(image.dtype))
+            unseen.append(new.float().to(image.device))
             pbar.update_absolute(i + 1, image.shape[0])
-        return io.NodeOutput(torch.stack(out))
+        return io.NodeOutput(torch.stack(out), torch.stack(unseen))
 
 
 class Composite(io.ComfyNode):

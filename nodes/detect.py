@@ -98,6 +98,12 @@ class DetectPeople(io.ComfyNode):
                     "short side: 0.5 finds people down to about 1/3 of the photo height; smaller values find smaller "
                     "people but take longer. 0: the whole photo only (fastest, one person in most photos).",
                 ),
+                io.Boolean.Input(
+                    "video", default=False, optional=True,
+                    tooltip="The batch is the frames of one video, in order: each frame's people are also looked for "
+                    "where the previous frame had them (MediaPipe's tracking mode), so a person the detector misses "
+                    "for a few frames is still found and replaced instead of showing through. Off: every image alone.",
+                ),
             ],
             outputs=[
                 POSE_KEYPOINT.Output(
@@ -120,7 +126,7 @@ class DetectPeople(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, model, min_score, max_people, min_presence, tile_scale) -> io.NodeOutput:
+    def execute(cls, image, model, min_score, max_people, min_presence, tile_scale, video=False) -> io.NodeOutput:
         if image.ndim != 4 or image.shape[0] < 1:
             raise DetectError(f"RefSD Detect People needs an IMAGE batch [B,H,W,C]; got shape {tuple(image.shape)}")
         detector = PersonDetector(model, detect_model_dirs(), comfy.model_management.get_torch_device(),
@@ -131,7 +137,9 @@ class DetectPeople(io.ComfyNode):
         results, previews = [], []
         for i in range(B):
             comfy.model_management.throw_exception_if_processing_interrupted()
-            dets = detector(image[i], min_score=min_score, max_people=max_people, min_presence=min_presence)
+            follow = results[-1].people if video and results else None
+            dets = detector(image[i], min_score=min_score, max_people=max_people, min_presence=min_presence,
+                            follow=follow)
             results.append(dets)
             rgb = image[i, ..., :3] if image.shape[-1] >= 3 else image[i].expand(-1, -1, 3)
             previews.append(_preview(rgb.to(detector.device).float(), dets).to(out_device))

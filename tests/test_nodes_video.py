@@ -59,6 +59,25 @@ def test_video_graph_keeps_one_replacement_per_person(comfy, sample_inputs):
     assert all(len(v) == 1 for v in shapes.values())
 
 
+def test_video_fill_stays_put_from_frame_to_frame(comfy, sample_inputs):
+    """Remove People with ``video`` on (the shipped graph) against off: the frames of the saved video,
+    compared after undoing the 4 px pan (the photo itself changes by 0; what changes is the removed
+    region's fill, the avatars and the encoder's noise), change much less with the fill carried over."""
+    require_detect_models()
+    base = json.loads((PACK_ROOT / "workflows" / "api" / "refsd_video_render_only.json").read_text())
+    assert base["8"]["inputs"]["video"] is True and base["2"]["inputs"]["video"] is True
+    change = {}
+    for video in (True, False):
+        prompt = json.loads(json.dumps(base))
+        prompt["8"]["inputs"]["video"] = video
+        prompt["12"]["inputs"]["filename_prefix"] = f"refsd/fill_{video}"
+        out = run_ok(comfy, prompt, timeout=900).outputs
+        frames, _ = _frames(comfy.download(out["12"]["images"][0]))
+        f = np.stack(frames).astype(float)
+        change[video] = float(np.abs(f[1:, :, :-4] - f[:-1, :, 4:]).mean())
+    assert change[True] < 0.75 * change[False], change
+
+
 def test_video_full_graph_runs_on_the_random_models(comfy, comfy_server, sample_inputs, random_models):
     """refsd_video_full (the video front end + refsd_full's SD removal and per-person img2img with depth and
     OpenPose ControlNets) at 64 px crops, 2 steps: the plumbing over frames and tracks (random weights: the

@@ -48,13 +48,20 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
 
 def is_greyscale(image: torch.Tensor, where: torch.Tensor | None = None, tol: float = 2.0 / 255) -> bool:
     """True when (the ``where`` pixels of) ``image`` carry no colour: at least 99.5 % of them
-    have all three channels within ``tol`` (8-bit rounding of a grey photo, JPEG chroma noise)."""
+    have all three channels within ``tol`` (8-bit rounding of a grey photo, JPEG chroma noise),
+    or their chroma is neutral and all but constant (BT.601 Cb and Cr: mean within 2/255, standard
+    deviation under 1.5/255), as in a black-and-white film decoded from a video codec, whose
+    subsampled, compressed chroma leaves pixels a few levels apart (a colour photo: 10-15/255)."""
     img = _check_image(image)
     px = img.reshape(-1, 3) if where is None else img[where.to(img.device).bool()]
     if px.shape[0] == 0:
         return False
     spread = px.amax(-1) - px.amin(-1)
-    return float((spread > tol).float().mean()) < 0.005
+    if float((spread > tol).float().mean()) < 0.005:
+        return True
+    cb = px @ torch.tensor([-0.168736, -0.331264, 0.5], device=px.device, dtype=px.dtype)
+    cr = px @ torch.tensor([0.5, -0.418688, -0.081312], device=px.device, dtype=px.dtype)
+    return all(float(c.mean().abs()) < 2.0 / 255 and float(c.std()) < 1.5 / 255 for c in (cb, cr))
 
 
 def match_colors(

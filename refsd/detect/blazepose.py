@@ -45,6 +45,12 @@ FOLLOW_MIN_EXTENT = 0.3
 #: A person of the previous frame is found again (not followed) when a detected person's landmarks lie
 #: within this fraction of their size (median point distance: a step between frames, not a neighbour).
 FOLLOW_MATCH = 0.2
+#: A followed person the landmark model doubts is kept while their landmarks stay within this
+#: fraction of their size of the previous frame's (median point distance), for at most
+#: FOLLOW_MAX_WEAK frames in a row, with at least FOLLOW_MIN_POINTS visible points in the frame.
+FOLLOW_KEEP = 0.1
+FOLLOW_MAX_WEAK = 8
+FOLLOW_MIN_POINTS = 6
 #: Tiles smaller than this (pixels of the photo) are not worth a detector pass.
 MIN_TILE = 96
 
@@ -69,6 +75,8 @@ class DetectedPerson:
             where the next frame's landmark crop goes (``follow``).
         followed: found by following the previous frame's person (``follow``), not by the detector;
             then ``score`` is the presence and ``box`` the landmarks' bounds.
+        weak: frames in a row this followed person was kept on their pose alone (the landmark
+            model's presence below ``min_presence``).
     """
 
     score: float
@@ -79,6 +87,7 @@ class DetectedPerson:
     mask: torch.Tensor
     align: tuple | None = None
     followed: bool = False
+    weak: int = 0
 
     def keypoints(self, index: int = 0, width: int | None = None, height: int | None = None) -> PersonKeypoints:
         """COCO-18 + feet; a point outside the photo (when its size is given) is missing."""
@@ -134,7 +143,7 @@ class Detections:
         """Per person: detector score, pose presence and box (what the run manifest records)."""
         return [
             {"score": round(p.score, 4), "presence": round(p.presence, 4), "box": [round(v, 1) for v in p.box],
-             **({"followed": True} if p.followed else {})}
+             **({"followed": True} if p.followed else {}), **({"weak": p.weak} if p.weak else {})}
             for p in self.people
         ]
 
@@ -316,20 +325,24 @@ class PersonDetector:
                 and not any(_same_pose(p.landmarks, q.landmarks, FOLLOW_MATCH) for q in dets.people)]
         if lost and dets.num_people < max_people:
             rois = decode.detection_rois(torch.tensor([p.align for p in lost], device=self.device, dtype=torch.float32))
-            self._keep(dets, rois, *self._landmarks(img, rois), max_people, min_presence)
+            self._keep(dets, rois, *self._landmarks(img, rois), max_people, min_presence, previous=lost)
         return dets
 
     def _keep(self, dets: Detections, rois, landmarks, presence, masks, max_people: int, min_presence: float,
-              scores=None, boxes=None) -> None:
+              scores=None, boxes=None, previous=None) -> None:
         """Append the confirmed people of one landmark pass to ``dets`` (once each). Without
-        ``scores`` they are followed people (``follow``): score = presence, box = the visible
-        landmarks' bounds, and a person is new only if their pose is not one already kept."""
+        ``scores`` they are followed people (``follow``; ``previous``: whom each pass followed):
+        score = presence, box = the visible landmarks' bounds, a person is new only if their pose
+        is not one already kept, and one the landmark model doubts (presence < ``min_presence``,
+        e.g. cut by the frame's edge) is still kept when their pose continues the previous
+        frame's (FOLLOW_KEEP), for at most FOLLOW_MAX_WEAK frames in a row."""
         h, w = dets.height, dets.width
         align = landmarks[:, [ALIGN_HIPS, ALIGN_SCALE], :2].cpu().numpy().astype(np.float64)
         landmarks = landmarks[:, :NUM_LANDMARKS].cpu().numpy().astype(np.float64)
         followed = scores is None
         for i in range(len(rois)):
-            if float(presence[i]) < min_presence or dets.num_people >= max_people:
+            weak = float(presence[i]) < min_presence
+            if (weak and not followed) or dets.num_people >= max_people:
                 continue
             if followed:
                 seen = landmarks[i][landmarks[i][:, 3] > 0.5, :2]
@@ -338,6 +351,11 @@ class PersonDetector:
                 if float(np.ptp(seen, axis=0).max()) < FOLLOW_MIN_EXTENT * float(rois[i, 2]):
                     continue
                 if any(_same_pose(landmarks[i], p.landmarks, FOLLOW_MATCH) for p in dets.people):
+                    continue
+                inside = (seen[:, 0] >= 0) & (seen[:, 0] < w) & (seen[:, 1] >= 0) & (seen[:, 1] < h)
+                prev = previous[i]
+                if weak and (getattr(prev, "weak", 0) >= FOLLOW_MAX_WEAK or int(inside.sum()) < FOLLOW_MIN_POINTS
+                             or not _same_pose(landmarks[i], np.asarray(prev.landmarks), FOLLOW_KEEP)):
                     continue
                 box = (*seen.min(0), *seen.max(0))
             mask = decode.roi_mask_to_image(masks[i], rois[i], h, w)
@@ -353,6 +371,7 @@ class PersonDetector:
                     mask=mask,
                     align=tuple(tuple(float(v) for v in pt) for pt in align[i]),
                     followed=followed,
+                    weak=getattr(previous[i], "weak", 0) + 1 if followed and weak else 0,
                 )
             )
 

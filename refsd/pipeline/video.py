@@ -161,9 +161,10 @@ def pseudonymize_frames(pipe, frames: Sequence[Any], seed: int, state: VideoStat
         raise PipelineError(f"the frames of a video must share one size; got {sorted(sizes)}")
     found = []
     for img, kp in zip(imgs, kps, strict=True):  # the detector follows each frame's people into the next
-        follow = [SimpleNamespace(align=f["align"], landmarks=np.asarray(f["landmarks"])) for f in state.follow]
+        follow = [SimpleNamespace(align=f["align"], landmarks=np.asarray(f["landmarks"]), weak=f.get("weak", 0))
+                  for f in state.follow]
         found.append(find_people(pipe.detector_of, img, kp, people, pipe.detect_options, follow=follow))
-        state.follow = [{"align": p.align, "landmarks": p.landmarks[:, :2].round(3).tolist()}
+        state.follow = [{"align": p.align, "landmarks": p.landmarks[:, :2].round(3).tolist(), "weak": p.weak}
                         for p in found[-1].people or [] if p.align is not None]
     options = pipe.fit_options_for(found[0])
     tracked, _ids = track_pose_keypoint([f.pose_keypoint[0] for f in found], tracker=state.tracker,
