@@ -112,7 +112,8 @@ def measure_refine_flicker(cache: Path, n: int = 6, shift: int = 4, size: str = 
     seed = image_seed(0, "clip.mp4")
     per_frame = pseudonymize_frames(pipe, list(frames), seed, VideoState(), refine_denoise=None)
     t0 = time.perf_counter()
-    cont = pseudonymize_frames(pipe, list(frames), seed, VideoState())
+    state = VideoState()
+    cont = pseudonymize_frames(pipe, list(frames), seed, state)
     t_cont = (time.perf_counter() - t0) / n
 
     def flicker(results) -> float:
@@ -125,7 +126,8 @@ def measure_refine_flicker(cache: Path, n: int = 6, shift: int = 4, size: str = 
 
     return {"frames": n, "models": f"random {size}", "crop": [256, 384], "steps": 10,
             "people_each_frame_alone": flicker(alone), "people_video_refined_per_frame": flicker(per_frame),
-            "people_video_continued": flicker(cont), "s_per_frame_continued": round(t_cont, 2)}
+            "people_video_continued": flicker(cont), "s_per_frame_continued": round(t_cont, 2),
+            "crops_continued": f"{state.crops_continued} of {state.crops_refined}"}
 
 
 def main() -> int:
