@@ -106,8 +106,22 @@ def test_bad_videos(tmp_path, anny_env, capsys):
     d.mkdir()
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     write_sample_video(d / "one.mp4", frames=1)
+    # a street without people (a smooth synthetic scene under a pan): nothing to replace
+    yy, xx = np.mgrid[0:200, 0:400]
+    scene = np.stack([yy * 0.8 + 40, xx * 0.4 + 60, 200 - yy * 0.5], -1).clip(0, 255).astype(np.uint8)
+    scene[120:180, 50:350] = (90, 90, 100)
+    from refsd.testing.video import pan_video, write_video
+
+    write_video(pan_video(scene, 3, (320, 160), (4, 0)), d / "empty.mp4", fps=10)
     out = tmp_path / "out"
-    assert cli(["pseudonymize", str(d), "-o", str(out), *ARGS]) == 1
+    assert cli(["pseudonymize", str(d), "-o", str(out), "--save-frames", *ARGS]) == 1
+    empty = _record(out, "empty.mp4")
+    assert empty["status"] == "ok" and empty["video"]["frames"] == 3 and empty["video"]["tracks"] == {}, empty
+    src, _ = _frames(d / "empty.mp4")
+    from PIL import Image
+
+    for k in range(3):  # no one found: the frames are the input's, unchanged
+        assert np.array_equal(np.asarray(Image.open(out / "empty" / "frames" / f"{k:06d}.png")), src[k])
     broken = _record(out, "broken.mp4")
     assert broken["status"] == "error" and "not a readable video" in broken["error"]
     one = _record(out, "one.mp4")
