@@ -128,3 +128,33 @@ def test_bad_videos(tmp_path, anny_env, capsys):
     assert one["status"] == "ok" and one["video"]["frames"] == 1, one.get("error")
     assert cli(["pseudonymize", str(d), "-o", str(out), "--chunk-frames", "0", "--refiner", "none"]) == 2
     assert "--chunk-frames" in capsys.readouterr().err
+
+
+def test_a_person_missing_between_sightings_is_reported(tmp_path, anny_env):
+    """People from a keypoint file (the detector's, written as POSE_KEYPOINT beside the video) with the
+    right-hand man left out of frame 2: his track bridges the gap, and the record names the frame, since
+    a person missing there may be one nobody replaced."""
+    from refsd.detect import PersonDetector
+    from refsd.keypoints import to_pose_keypoint
+
+    d = tmp_path / "in"
+    d.mkdir()
+    write_sample_video(d / "gap.mp4", frames=4)
+    frames, _ = _frames(d / "gap.mp4")
+    det = PersonDetector("full", [require_detect_models()])
+    kps = []
+    for k, f in enumerate(frames):
+        frame = det(f).frame()
+        if k == 2:
+            frame.people = [min(frame.people, key=lambda p: float(np.nanmean(p.body[:, 0])))]  # the left one only
+        kps.append(frame)
+    (d / "gap.json").write_text(json.dumps(to_pose_keypoint(kps, coords="pixels", confidence="keep")))
+    out = tmp_path / "out"
+    assert cli(["pseudonymize", str(d), "-o", str(out), "--keep-failed", *ARGS]) == 1
+    rec = _record(out, "gap.mp4")
+    assert rec["people_source"] == "file"
+    assert list(rec["video"]["gaps"].values()) == [[2]], rec["video"]
+    assert any("frame(s) 2 between" in n for n in rec["notes"])
+    # and he is there, unreplaced: the face check sees him (his own face, similarity ~1) and fails frame 2
+    assert rec["status"] == "error" and "identity check failed" in rec["error"]
+    assert rec["video"]["frames_failed"] == [2] and rec["identity"][0]["max_similarity"] > 0.9

@@ -61,7 +61,7 @@ def test_real_street_video(clip, tmp_path, anny_env):
     assert longest[0]["attributes"] != longest[1]["attributes"]
     with av.open(str(clip / "market.mp4")) as c:
         src = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    replaced = 0
+    missed = []
     for k in range(12):
         frame = np.asarray(Image.open(out / "market" / "frames" / f"{k:06d}.png"))
         assert frame.shape == src[k].shape
@@ -70,5 +70,9 @@ def test_real_street_video(clip, tmp_path, anny_env):
         # the policeman (x 200-400) is replaced in every frame; the man at the right edge (x >= 440) in
         # (nearly) every frame: that part of the frame changed (unreplaced, it differs by 0)
         assert np.abs(frame[:, 200:400].astype(float) - src[k][:, 200:400]).mean() > 5, k
-        replaced += np.abs(frame[150:, 440:].astype(float) - src[k][150:, 440:]).mean() > 10
-    assert replaced >= 10, replaced
+        if np.abs(frame[150:, 440:].astype(float) - src[k][150:, 440:]).mean() <= 10:
+            missed.append(k)
+    assert len(missed) <= 2, missed
+    # a frame where he went unreplaced inside his track is named in the record (a gap between sightings)
+    gapped = {n for v in rec["video"]["gaps"].values() for n in v}
+    assert all(k in gapped for k in missed if 0 < k < 11), (missed, rec["video"]["gaps"])

@@ -124,6 +124,9 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
     identity = [{"faces": m["faces"], **m["identity"]} if m["identity"] else None for m in frames_meta]
     error = privacy_error(None if pixel_ok else False, leak, unfitted, bool(options.get("allow_unfitted")),
                           "see video.frames", identity)
+    gaps = {str(k): t["missing"] for k, t in sorted(state.tracks.items()) if t.get("missing")}
+    notes += [f"track {k} was not found in frame(s) {', '.join(map(str, v))} between frames where it was: a person "
+              "hidden there, or one the detector missed and left unreplaced; check those frames" for k, v in gaps.items()]
     rec.update(
         status="error" if error else "ok", error=error, outputs=outputs, leak_ratio=leak,
         privacy_passed=all(m["privacy_passed"] for m in frames_meta),
@@ -131,7 +134,7 @@ def process_video(pipe, item: dict, options: dict, worker: str) -> dict:
         video={"frames": state.frames_done, "fps": info["fps"], "chunk_frames": chunk,
                "crops_refined": state.crops_refined, "crops_continued": state.crops_continued,
                "tracks": {str(k): v for k, v in sorted(state.tracks.items())},
-               "frames_failed": [n for n, m in enumerate(frames_meta) if not m["privacy_passed"]]},
+               "frames_failed": [n for n, m in enumerate(frames_meta) if not m["privacy_passed"]], "gaps": gaps},
         identity=[{"leaks": sum((m["identity"] or {}).get("leaks", 0) for m in frames_meta),
                    "max_similarity": max([m["identity"]["max_similarity"] for m in frames_meta
                                           if m["identity"] and m["identity"]["max_similarity"] is not None],

@@ -199,13 +199,18 @@ def pseudonymize_frames(pipe, frames: Sequence[Any], seed: int, state: VideoStat
                 results[p.index] = pipe._finish(p, refined)
             except Exception as e:  # recorded by the caller, as in the image path
                 results[p.index] = e
-    for r in results:
+    for i, r in enumerate(results):
         if isinstance(r, Exception):
             continue
+        n = state.frames_done + i
         for p, a in zip(r.fit.people, r.people, strict=True):
             if p.track_id is not None:
-                t = state.tracks.setdefault(p.track_id, {"frames": 0, "attributes": a.to_dict()})
+                t = state.tracks.setdefault(p.track_id, {"frames": 0, "attributes": a.to_dict(), "first": n,
+                                                         "last": n, "missing": []})
+                # frames between two sightings: the person hidden there, or missed (then shown unreplaced)
+                t["missing"] += list(range(t["last"] + 1, n))
                 t["frames"] += 1
+                t["last"] = n
     state.frames_done += len(imgs)
     return results
 
