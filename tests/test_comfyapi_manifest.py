@@ -72,3 +72,17 @@ def test_done_only_from_the_same_people_source(tmp_path):
     assert m.is_done("old.png", people_source="file") and not m.is_done("old.png", people_source="detect")
     assert m.is_done("det.png", people_source="detect") and not m.is_done("det.png", people_source="file")
     assert m.is_done("det.png")  # no source asked: as before
+
+
+def test_video_summary_names_the_gaps_of_a_track():
+    """refsd run's video record from Track People's ids: track 1 missing in frames 2 and 3 between
+    sightings (a gap: hidden, or missed and left unreplaced); track 2 only starts at frame 4 (no gap)."""
+    from refsd.comfyapi.runner import video_summary
+
+    ids = [[0, 1], [1, 0], [0, None], [0], [0, 1, 2]]
+    looks = [[{"a": 0}, {"a": 1}], [{"a": 1}, {"a": 0}], [{"a": 0}], [{"a": 0}], [{"a": 0}, {"a": 1}, {"a": 2}]]
+    v = video_summary(ids, looks)
+    assert v["frames"] == 5 and v["gaps"] == {"1": [2, 3]}
+    assert v["tracks"]["0"]["frames"] == 5 and v["tracks"]["1"]["frames"] == 3 and v["tracks"]["2"]["frames"] == 1
+    assert (v["tracks"]["1"]["first"], v["tracks"]["1"]["last"]) == (0, 4)
+    assert v["tracks"]["1"]["attributes"] == {"a": 1} and v["tracks"]["2"]["attributes"] == {"a": 2}
