@@ -94,15 +94,13 @@ def video_summary(track_ids: list, attributes: list | None) -> dict:
     RefSD Track People's ids per frame and person and RefSD Render Avatar's attributes per frame (one per
     fitted, i.e. tracked, person); ``gaps``: per track the frames it was missing between two sightings
     (a person hidden there, or missed and left unreplaced), as ``refsd pseudonymize`` records them."""
+    from ..keypoints.track import record_sighting
+
     tracks: dict[str, dict] = {}
     for f, row in enumerate(track_ids):
         drawn = (attributes or [])[f] if attributes and f < len(attributes) else []
         for k, tid in enumerate([t for t in row if t is not None]):
-            t = tracks.setdefault(str(tid), {"frames": 0, "attributes": drawn[k] if k < len(drawn) else None,
-                                             "first": f, "last": f, "missing": []})
-            t["missing"] += list(range(t["last"] + 1, f))
-            t["frames"] += 1
-            t["last"] = f
+            record_sighting(tracks, str(tid), f, drawn[k] if k < len(drawn) else None)
     gaps = {k: t["missing"] for k, t in tracks.items() if t["missing"]}
     return {"frames": len(track_ids), "tracks": tracks, "gaps": gaps}
 

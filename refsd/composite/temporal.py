@@ -43,11 +43,17 @@ def _grey(img: torch.Tensor) -> torch.Tensor:
     return (0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2])[None, None]
 
 
+def _coords(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u, v)`` ``(h, w)``: every pixel centre in normalized coordinates (grid_sample, align_corners=False)."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (2.0 / h) - 1
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (2.0 / w) - 1
+    v, u = torch.meshgrid(ys, xs, indexing="ij")
+    return u, v
+
+
 def _grid(A: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Sampling grid ``(1, h, w, 2)``: output pixel (normalized coordinates) -> ``A @ [u, v, 1]``."""
-    ys = (torch.arange(h, device=A.device, dtype=A.dtype) + 0.5) * (2.0 / h) - 1
-    xs = (torch.arange(w, device=A.device, dtype=A.dtype) + 0.5) * (2.0 / w) - 1
-    v, u = torch.meshgrid(ys, xs, indexing="ij")
+    u, v = _coords(h, w, A.device)
     pts = torch.stack([u, v, torch.ones_like(u)], -1)  # (h, w, 3)
     return (pts @ A.T)[None]
 
@@ -98,9 +104,7 @@ def estimate_motion(
     for level, ((pg, pv), (cg, cv)) in enumerate(zip(prev_l, cur_l, strict=True)):
         h, w = cg.shape[-2:]
         gx, gy = _gradient(pg)
-        ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * (2.0 / h) - 1
-        xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) * (2.0 / w) - 1
-        v, u = torch.meshgrid(ys, xs, indexing="ij")
+        u, v = _coords(h, w, dev)
         for it in range(iters * (2 if level == 0 else 1)):
             g = _grid(A, h, w)
             stack = torch.cat([pg, gx, gy, pv], 1)

@@ -30,7 +30,7 @@ from .parse import parse_pose_keypoint
 from .similarity import box_of, oks, person_area, person_joints
 from .validate import validate_pose_keypoint
 
-__all__ = ["TrackerOptions", "PeopleTracker", "track_frames", "track_pose_keypoint", "count_id_switches"]
+__all__ = ["TrackerOptions", "PeopleTracker", "track_frames", "track_pose_keypoint", "count_id_switches", "record_sighting"]
 
 
 @dataclass
@@ -206,6 +206,18 @@ def track_pose_keypoint(pose_keypoint, options: TrackerOptions | None = None, tr
             row[p.index] = int(tid)
         per_frame.append(row)
     return out, per_frame
+
+
+def record_sighting(tracks: dict, track_id, frame: int, attributes=None) -> dict:
+    """Count one sighting of ``track_id`` at ``frame`` (frames in order) in ``tracks`` (id -> ``{"frames",
+    "attributes", "first", "last", "missing"}``, JSON-safe): ``missing`` gathers the frames between two
+    sightings (the person hidden there, or missed and left unreplaced). Returns the track's entry."""
+    t = tracks.setdefault(track_id, {"frames": 0, "attributes": attributes, "first": frame, "last": frame,
+                                     "missing": []})
+    t["missing"] += list(range(t["last"] + 1, frame))
+    t["frames"] += 1
+    t["last"] = frame
+    return t
 
 
 def count_id_switches(truth: Sequence[Sequence[int]], predicted: Sequence[Sequence[int]]) -> int:

@@ -149,7 +149,7 @@ def pseudonymize_frames(pipe, frames: Sequence[Any], seed: int, state: VideoStat
 
     from ..fit import VideoFitOptions
     from ..fit.api import fit_pose_keypoint
-    from ..keypoints.track import track_pose_keypoint
+    from ..keypoints.track import record_sighting, track_pose_keypoint
     from .detection import FoundPeople
 
     imgs = [load_image(f) for f in frames]
@@ -202,15 +202,9 @@ def pseudonymize_frames(pipe, frames: Sequence[Any], seed: int, state: VideoStat
     for i, r in enumerate(results):
         if isinstance(r, Exception):
             continue
-        n = state.frames_done + i
         for p, a in zip(r.fit.people, r.people, strict=True):
             if p.track_id is not None:
-                t = state.tracks.setdefault(p.track_id, {"frames": 0, "attributes": a.to_dict(), "first": n,
-                                                         "last": n, "missing": []})
-                # frames between two sightings: the person hidden there, or missed (then shown unreplaced)
-                t["missing"] += list(range(t["last"] + 1, n))
-                t["frames"] += 1
-                t["last"] = n
+                record_sighting(state.tracks, p.track_id, state.frames_done + i, a.to_dict())
     state.frames_done += len(imgs)
     return results
 
